@@ -1,0 +1,47 @@
+"""A backend is three verbs on many ids: submit, status, cancel (plus find and logs)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fcgtainer import proc
+from fcgtainer.plan import Plan
+from fcgtainer.site import Site
+from fcgtainer.states import TaskStatus
+
+Runner = Callable[..., proc.Completed]
+
+
+class Backend(abc.ABC):
+    """What every scheduler backend offers; ids are strings, calls are batched."""
+
+    name: str = ""
+
+    def __init__(self, site: Site, runner: Runner = proc.run) -> None:
+        self.site = site
+        self._run = runner  # the one subprocess seam: tests substitute it
+
+    @abc.abstractmethod
+    def submit(self, plan: Plan, indices: Sequence[int] | None = None) -> dict[int, str]:
+        """Submit the plan's tasks (or only ``indices``) in as few calls as possible.
+
+        Returns the scheduler id of each submitted task, by task index.
+        """
+
+    @abc.abstractmethod
+    def find(self, plan: Plan) -> dict[int, str]:
+        """Tasks of this run the scheduler already has (by run UUID): for reconciliation."""
+
+    @abc.abstractmethod
+    def status(self, ids: Sequence[str]) -> dict[str, TaskStatus]:
+        """The scheduler's view of ``ids`` in ONE call; ids it does not know are left out."""
+
+    @abc.abstractmethod
+    def cancel(self, ids: Sequence[str]) -> None:
+        """Cancel ``ids`` in one call."""
+
+    def scheduler_logs(self, run_dir: Path, index: int) -> list[Path]:
+        """Extra per-task files the scheduler wrote (besides the wrapper's task.log)."""
+        return sorted((run_dir / "tasks" / str(index)).glob("scheduler*"))

@@ -1,0 +1,318 @@
+"""Job definitions (``jobs/<name>/job.yaml``) and their expansion into tasks (pure)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from fcgtainer.config import Resources, Strict, check_bind_path, read_yaml, validate
+from fcgtainer.errors import ConfigError, NotFoundError
+
+Scalar = str | int | float | bool
+PLACEHOLDERS = ("spec", "out", "task", "run", "job_dir")
+
+
+class Range(Strict):
+    """``{range: [start, stop]}`` or ``[start, stop, step]``: stop is exclusive."""
+
+    range: tuple[int, int] | tuple[int, int, int]
+
+    def values(self) -> list[int]:
+        """The integers of the range."""
+        return list(range(*self.range))
+
+
+IntTuple = tuple[int, ...]
+
+
+class RunNumbers(Strict):
+    """A set of run numbers: ``first..last`` and/or a list, minus the banned ones."""
+
+    first: int | None = None
+    last: int | None = None
+    numbers: IntTuple = Field(default=(), alias="list")
+    banned: IntTuple = ()
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RunNumbers:
+        if (self.first is None) != (self.last is None):
+            raise ValueError("give both first and last, or neither")
+        if self.first is not None and self.last is not None and self.last < self.first:
+            raise ValueError("last must not be smaller than first")
+        return self
+
+    def values(self) -> list[int]:
+        """The run numbers, sorted, without duplicates and banned ones."""
+        numbers = set(self.numbers)
+        if self.first is not None and self.last is not None:
+            numbers.update(range(self.first, self.last + 1))
+        return sorted(numbers - set(self.banned))
+
+
+class Input(Strict):
+    """A named input directory (data, models) that must exist before submission."""
+
+    default: str | None = None
+    required: bool = True
+
+
+class Checkpoint(Strict):
+    """Whether the payload checkpoints on a signal and wants to be requeued."""
+
+    enabled: bool = False
+    signal_margin: int = Field(default=300, ge=10)
+
+
+class JobBind(Strict):
+    """A data bind the job needs."""
+
+    source: str
+    target: str | None = None
+    readonly: bool = True
+
+    @field_validator("source", "target")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return None if value is None else check_bind_path(value)
+
+
+class Job(Strict):
+    """A job definition as loaded from ``jobs/<name>/job.yaml``."""
+
+    name: str
+    description: str = ""
+    image: str | None = None
+    command: tuple[str, ...]
+    params: dict[str, Scalar | list[Scalar] | None] = Field(default_factory=dict)
+    matrix: dict[str, list[Scalar] | Range] = Field(default_factory=dict)
+    runs: RunNumbers | None = None
+    inputs: dict[str, Input] = Field(default_factory=dict)
+    resources: Resources = Resources()
+    gpu_resources: Resources | None = None
+    binds: tuple[JobBind, ...] = ()
+    cvmfs: tuple[str, ...] = ()
+    lcg_view: str | None = None
+    checkpoint: Checkpoint = Checkpoint()
+    retries: int = Field(default=0, ge=0, le=20)
+    job_dir: str = Field(default=".", exclude=True)
+    source: str = Field(default="(built in)", exclude=True)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, argv: tuple[str, ...]) -> tuple[str, ...]:
+        if not argv:
+            raise ValueError("command must be a non-empty list (an argv, not a shell string)")
+        for arg in argv:
+            for name in re.findall(r"\{([^{}]*)\}", arg):
+                if name not in PLACEHOLDERS and not name.startswith("param."):
+                    raise ValueError(
+                        f"unknown placeholder {{{name}}}; known: "
+                        + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+                        + ", {param.NAME}"
+                    )
+        return argv
+
+    @model_validator(mode="after")
+    def _axes(self) -> Job:
+        if self.runs is not None and "run" in self.matrix:
+            raise ValueError("use either runs: or a matrix axis named run, not both")
+        clash = set(self.matrix) & set(self.params)
+        if clash:
+            raise ValueError(f"{sorted(clash)[0]!r} is both a matrix axis and a param")
+        return self
+
+    def axes(self) -> dict[str, list[Scalar]]:
+        """Every matrix axis with its values, run numbers last as axis ``run``."""
+        out: dict[str, list[Scalar]] = {
+            key: (list(v.values()) if isinstance(v, Range) else list(v))
+            for key, v in self.matrix.items()
+        }
+        if self.runs is not None:
+            out["run"] = list(self.runs.values())
+        return out
+
+    def resources_for(self, site_gpus: int) -> Resources:
+        """The per-task resources on a site with ``site_gpus`` GPUs per node."""
+        if site_gpus > 0 and self.gpu_resources is not None:
+            return self.gpu_resources
+        return self.resources
+
+
+@dataclass(frozen=True)
+class TaskParams:
+    """One element of the parameter matrix."""
+
+    index: int
+    values: Mapping[str, Scalar]
+
+    @property
+    def name(self) -> str:
+        """A readable, stable name such as ``particle=photon,eta_slice=17``."""
+        return ",".join(f"{k}={v}" for k, v in self.values.items()) or "task"
+
+
+def expand(axes: Mapping[str, Sequence[Scalar]]) -> Iterator[TaskParams]:
+    """The product of the axes, in the order written, as numbered tasks."""
+    keys = list(axes)
+    for index, combo in enumerate(itertools.product(*(axes[k] for k in keys))):
+        yield TaskParams(index, dict(zip(keys, combo, strict=True)))
+
+
+def job_dirs() -> list[Path]:
+    """Directories searched for ``<name>/job.yaml``."""
+    dirs = [Path(p) for p in os.environ.get("FCGTAINER_JOBS", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "jobs", Path(__file__).resolve().parent.parent / "jobs"]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def available_jobs() -> dict[str, Path]:
+    """Every job definition found, by name."""
+    found: dict[str, Path] = {}
+    for directory in job_dirs():
+        for path in sorted(directory.glob("*/job.yaml")):
+            found.setdefault(path.parent.name, path)
+    return found
+
+
+def load_job(name_or_path: str) -> Job:
+    """Load a job by name, by directory, or by path to its ``job.yaml``."""
+    path = Path(name_or_path)
+    if path.is_dir() and (path / "job.yaml").is_file():
+        path = path / "job.yaml"
+    if name_or_path.endswith((".yaml", ".yml")) or path.is_file():
+        return load_job_file(path)
+    jobs = available_jobs()
+    if name_or_path in jobs:
+        return load_job_file(jobs[name_or_path])
+    known = ", ".join(sorted(jobs)) or "none"
+    raise NotFoundError(
+        f"job {name_or_path!r}: no such job", f"known jobs: {known}; or give a path to job.yaml"
+    )
+
+
+def load_job_file(path: Path) -> Job:
+    """Load and validate one ``job.yaml``."""
+    data = read_yaml(path)
+    for reserved in ("job_dir", "source"):
+        if reserved in data:
+            raise ConfigError(f"{path}: {reserved}: unknown key", "remove it")
+    data.setdefault("name", path.parent.name if path.name == "job.yaml" else path.stem)
+    job = validate(Job, data, str(path))
+    return job.model_copy(update={"job_dir": str(path.parent.resolve()), "source": str(path)})
+
+
+# --- overrides -------------------------------------------------------------------------
+
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
+_SPAN = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
+
+
+def parse_scalar(text: str) -> Scalar:
+    """A ``--set`` value as data: int, float, bool, or the string unchanged."""
+    if _INT.match(text):
+        return int(text)
+    if _FLOAT.match(text):
+        return float(text)
+    if text in ("true", "false"):
+        return text == "true"
+    return text
+
+
+def _parse_values(text: str) -> list[Scalar]:
+    """``a,b``, ``20..24`` (inclusive) or a single value."""
+    values: list[Scalar] = []
+    for part in text.split(","):
+        span = _SPAN.match(part.strip())
+        if span:
+            lo, hi = int(span.group(1)), int(span.group(2))
+            values.extend(range(lo, hi + 1))
+        else:
+            values.append(parse_scalar(part))
+    return values
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, str]:
+    """``["k=v", ...]`` into a dict; the value keeps every character after the first ``=``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value", "e.g. --set iterations=500")
+        out[key.strip()] = value
+    return out
+
+
+def apply_overrides(job: Job, sets: Mapping[str, str]) -> tuple[Job, dict[str, list[Scalar]]]:
+    """Apply ``--set`` overrides: params, matrix subsets, run numbers, resources.
+
+    Returns the updated job and its axes. A matrix axis may only be narrowed to values it
+    has; ``runs`` may be replaced (``runs=1..4``) and still honours ``banned``.
+    """
+    params = dict(job.params)
+    axes = job.axes()
+    runs = job.runs
+    resources = job.resources.model_dump()
+    for key, raw in sets.items():
+        where = f"--set {key}"
+        if key in ("runs", "run") and (runs is not None or "run" in axes):
+            wanted = [int(v) for v in _parse_values(raw) if isinstance(v, int)]
+            if len(wanted) != len(raw.split(",")) and not _SPAN.match(raw):
+                raise ConfigError(f"{where}: run numbers must be integers", "e.g. runs=1..4")
+            banned = set(runs.banned) if runs else set()
+            axes["run"] = sorted(set(wanted) - banned)
+        elif key.startswith("runs.banned") and runs is not None:
+            banned = {int(v) for v in _parse_values(raw) if isinstance(v, int)}
+            axes["run"] = [r for r in axes["run"] if r not in banned]
+        elif key in axes:
+            wanted_values = _parse_values(raw)
+            allowed = axes[key]
+            missing = [v for v in wanted_values if v not in allowed]
+            if missing:
+                shown = _short(allowed)
+                raise ConfigError(
+                    f"{where}: {missing[0]!r} is not a value of matrix axis {key!r}",
+                    f"choose among {shown}",
+                )
+            axes[key] = [v for v in allowed if v in wanted_values]
+        elif key.startswith("resources."):
+            field = key.removeprefix("resources.")
+            if field not in resources:
+                raise ConfigError(
+                    f"{where}: unknown resource", f"valid: {', '.join(sorted(resources))}"
+                )
+            resources[field] = parse_scalar(raw)
+        elif key in params:
+            params[key] = parse_scalar(raw)
+        else:
+            valid = sorted([*params, *axes, *(f"resources.{r}" for r in resources)])
+            raise ConfigError(
+                f"{where}: {job.source}: no param, matrix axis or resource named {key!r}",
+                f"valid keys: {', '.join(valid)}",
+            )
+    try:
+        new_resources = Resources.model_validate(resources)
+    except Exception as exc:  # pydantic ValidationError: one clear line
+        raise ConfigError(f"--set resources: {exc}".splitlines()[0], "check the value") from None
+    updated = job.model_copy(update={"params": params, "resources": new_resources})
+    for key, values in axes.items():
+        if not values:
+            raise ConfigError(f"{job.source}: matrix axis {key!r} has no values left", "")
+    return updated, axes
+
+
+def _short(values: Sequence[Any]) -> str:
+    if len(values) > 8:
+        return f"{values[0]!r} ... {values[-1]!r} ({len(values)} values)"
+    return ", ".join(repr(v) for v in values)

@@ -1,0 +1,76 @@
+"""The state vocabulary shared by every backend, defined once."""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class State(str, enum.Enum):
+    """Where a task is, whatever the scheduler."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    HELD = "held"
+    REQUEUED = "requeued"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+    UNKNOWN = "unknown"
+
+    @property
+    def terminal(self) -> bool:
+        """True when nothing more will happen to the task by itself."""
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.LOST})
+
+# Exit codes of the task contract (docs/payload-contract.md).
+EXIT_CONFIG = 2
+EXIT_REQUEUE = 85
+EXIT_NO_GPU = 86
+EXIT_NO_CVMFS = 87
+NOT_RETRIED = frozenset({EXIT_CONFIG, EXIT_NO_GPU, EXIT_NO_CVMFS})
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """A task's state with the exit code and reason when known."""
+
+    state: State
+    exit_code: int | None = None
+    reason: str = ""
+
+
+def from_marker(exit_code: int) -> TaskStatus:
+    """The final state a job wrapper's exit-code marker stands for."""
+    if exit_code == 0:
+        return TaskStatus(State.SUCCEEDED, 0)
+    reasons = {
+        EXIT_CONFIG: "configuration error",
+        EXIT_NO_GPU: "GPUs requested but none visible",
+        EXIT_NO_CVMFS: "CVMFS unavailable",
+        EXIT_REQUEUE: "checkpointed, waiting to be requeued",
+    }
+    if exit_code < 0 or exit_code > 128:
+        signal = -exit_code if exit_code < 0 else exit_code - 128
+        return TaskStatus(State.FAILED, exit_code, f"killed by signal {signal}")
+    return TaskStatus(State.FAILED, exit_code, reasons.get(exit_code, f"exit code {exit_code}"))
+
+
+def summarise(states: Iterable[State]) -> State:
+    """One state for a whole run."""
+    counts = Counter(states)
+    if not counts:
+        return State.UNKNOWN
+    for active in (State.RUNNING, State.REQUEUED, State.PENDING, State.HELD, State.UNKNOWN):
+        if counts[active]:
+            return active
+    for final in (State.FAILED, State.LOST, State.CANCELLED):
+        if counts[final]:
+            return final
+    return State.SUCCEEDED

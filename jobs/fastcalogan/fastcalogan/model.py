@@ -1,0 +1,290 @@
+"""The conditional WGAN-GP of FastCaloGAN: parameters, forward passes and one training step.
+
+Architecture and hyperparameters are the published ones (BoloGAN/FastCaloGAN):
+
+- generator: ``[noise(50), label(1)] -> 50 -> 100 -> 200 -> N_voxels``, ReLU everywhere
+  (the output ReLU keeps voxel energies non-negative);
+- critic: ``[voxels(N), label(1)] -> N -> N -> N -> 1``, ReLU hidden layers, linear output;
+- He-uniform initial weights, zero biases; noise ~ N(0.5, 0.5);
+- WGAN-GP with lambda 10, 5 critic steps per generator step, Adam(1e-4, beta1 0.55), batch 128.
+
+Why the critic step is written out by hand
+------------------------------------------
+A critic step needs the weight gradient of ``mean D(fake) - mean D(real) + GP``, where GP
+itself contains the input gradient of D. Automatic differentiation of that nested gradient
+back-propagates a zero "gradient of the ReLU masks" through the whole forward pass and runs
+each of real, fake and interpolated batches through separate small matrix products. For a
+ReLU network the input gradient is ``g = a1 W1^T`` with ``a3 = m3 * w4^T``,
+``a2 = m2 * (a3 W3^T)``, ``a1 = m1 * (a2 W2^T)`` (``m`` the 0/1 masks), and the masks are
+constant almost everywhere, so the penalty's weight gradient has a closed form. The weight
+gradient of the plain Wasserstein term uses the very same ``a`` vectors, scaled by -1/B (real)
+or +1/B (fake). Stacking real, fake and interpolated rows lets every layer do one product
+with 3B rows, and both gradient contributions of a weight matrix come out of one product.
+The first layer of the interpolated rows is free: it is affine, and real and fake share
+the label, so ``z1(x_hat) = alpha z1(real) + (1 - alpha) z1(fake)``.
+
+Every function works on "packed" parameters too: a leading axis of K independent GANs,
+trained together as one batched model (``matmul`` batches over the leading axis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+LATENT_DIM = 50
+NOISE_MEAN = 0.5
+NOISE_STD = 0.5
+GENERATOR_HIDDEN = (50, 100, 200)
+CRITIC_DEPTH = 3
+GP_LAMBDA = 10.0
+CRITIC_STEPS = 5
+LEARNING_RATE = 1e-4
+BETA1 = 0.55
+BETA2 = 0.999
+EPSILON = 1e-7
+BATCH_SIZE = 128
+
+
+@dataclass(frozen=True)
+class GanShape:
+    """Sizes of one GAN (or of each GAN in a pack).
+
+    Parameters
+    ----------
+    n_voxels : int
+        Number of voxels N (368 for e/gamma, 533 for pions).
+    pack : int
+        Number of GANs trained together; 0 means a single GAN without the pack axis.
+    """
+
+    n_voxels: int
+    pack: int = 0
+
+    @property
+    def prefix(self) -> tuple[int, ...]:
+        """Leading shape of every parameter: ``(K,)`` for a pack, ``()`` otherwise."""
+        return (self.pack,) if self.pack else ()
+
+    def generator_layers(self) -> list[tuple[int, int]]:
+        """(fan_in, fan_out) of each generator layer."""
+        sizes = [LATENT_DIM + 1, *GENERATOR_HIDDEN, self.n_voxels]
+        return list(zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def generator_names() -> list[str]:
+    """Parameter names of the generator, in layer order (w0, b0, w1, b1, ...)."""
+    return [f"g_{kind}{i}" for i in range(len(GENERATOR_HIDDEN) + 1) for kind in ("w", "b")]
+
+
+def critic_names() -> list[str]:
+    """Parameter names of the critic; ``d_c0`` is the label row of the first layer."""
+    names = ["d_w0", "d_c0", "d_b0"]
+    for i in range(1, CRITIC_DEPTH + 1):
+        names += [f"d_w{i}", f"d_b{i}"]
+    return names
+
+
+def _he_uniform(rng: np.random.Generator, fan_in: int, shape: tuple[int, ...]) -> np.ndarray:
+    limit = np.sqrt(6.0 / fan_in)
+    return rng.uniform(-limit, limit, size=shape).astype(np.float32)
+
+
+def initial_parameters(n_voxels: int, seed: int) -> dict[str, np.ndarray]:
+    """He-uniform weights and zero biases for one GAN, reproducible from ``seed``.
+
+    Parameters
+    ----------
+    n_voxels : int
+        Number of voxels N.
+    seed : int
+        Seed of the numpy generator; the same seed gives the same GAN, packed or not.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Weights ``(fan_in, fan_out)`` and biases ``(1, fan_out)``, float32.
+    """
+    rng = np.random.default_rng(seed)
+    params: dict[str, np.ndarray] = {}
+    for i, (fan_in, fan_out) in enumerate(GanShape(n_voxels).generator_layers()):
+        params[f"g_w{i}"] = _he_uniform(rng, fan_in, (fan_in, fan_out))
+        params[f"g_b{i}"] = np.zeros((1, fan_out), np.float32)
+    n = n_voxels
+    # The first critic layer sees N voxels plus the label: one He-uniform matrix, split.
+    first = _he_uniform(rng, n + 1, (n + 1, n))
+    params["d_w0"], params["d_c0"] = first[:n], first[n:]
+    params["d_b0"] = np.zeros((1, n), np.float32)
+    for i in range(1, CRITIC_DEPTH + 1):
+        fan_out = n if i < CRITIC_DEPTH else 1
+        params[f"d_w{i}"] = _he_uniform(rng, n, (n, fan_out))
+        params[f"d_b{i}"] = np.zeros((1, fan_out), np.float32)
+    return params
+
+
+def stack_parameters(per_gan: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Stack the parameters of K GANs along a new leading pack axis."""
+    return {name: np.stack([p[name] for p in per_gan]) for name in per_gan[0]}
+
+
+def generate(params: Mapping[str, tf.Tensor], noise: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
+    """Generator forward pass: normalised voxel energies for ``noise`` and ``label``.
+
+    Parameters
+    ----------
+    params : mapping of str to tf.Tensor
+        Generator parameters (``g_w*``, ``g_b*``), packed or not.
+    noise : tf.Tensor
+        ``(..., B, 50)`` latent vectors.
+    label : tf.Tensor
+        ``(..., B, 1)`` conditions Ekin / Ekin_max.
+
+    Returns
+    -------
+    tf.Tensor
+        ``(..., B, N)`` voxel energies divided by Ekin.
+    """
+    h = tf.concat([noise, label], axis=-1)
+    for i in range(len(GENERATOR_HIDDEN) + 1):
+        h = tf.nn.relu(tf.matmul(h, params[f"g_w{i}"]) + params[f"g_b{i}"])
+    return h
+
+
+def critic(params: Mapping[str, tf.Tensor], x: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
+    """Critic forward pass: ``(..., B, 1)`` scores of voxels ``x`` under ``label``."""
+    h = tf.nn.relu(tf.matmul(x, params["d_w0"]) + label * params["d_c0"] + params["d_b0"])
+    for i in range(1, CRITIC_DEPTH):
+        h = tf.nn.relu(tf.matmul(h, params[f"d_w{i}"]) + params[f"d_b{i}"])
+    out: tf.Tensor = tf.matmul(h, params[f"d_w{CRITIC_DEPTH}"]) + params[f"d_b{CRITIC_DEPTH}"]
+    return out
+
+
+def _sum_rows(x: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(x, axis=-2, keepdims=True)
+
+
+def critic_gradients(
+    params: Mapping[str, tf.Tensor],
+    real: tf.Tensor,
+    fake: tf.Tensor,
+    label: tf.Tensor,
+    alpha: tf.Tensor,
+    gp_lambda: float = GP_LAMBDA,
+) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+    """Weight gradients of the WGAN-GP critic loss, in closed form (see module docstring).
+
+    Parameters
+    ----------
+    params : mapping of str to tf.Tensor
+        Critic parameters, packed or not.
+    real, fake : tf.Tensor
+        ``(..., B, N)`` real and generated showers (normalised).
+    label : tf.Tensor
+        ``(..., B, 1)`` their common condition.
+    alpha : tf.Tensor
+        ``(..., B, 1)`` interpolation weights in [0, 1).
+    gp_lambda : float
+        Weight of the gradient penalty.
+
+    Returns
+    -------
+    grads : dict of str to tf.Tensor
+        d loss / d parameter for every critic parameter.
+    metrics : dict of str to tf.Tensor
+        ``loss`` (critic loss), ``gp`` (penalty) and ``wdist`` (mean D(real) - mean D(fake)),
+        each of shape ``(...)``.
+    """
+    b = tf.shape(real)[-2]
+    inv_b = 1.0 / tf.cast(b, real.dtype)
+    w0, c0, b0 = params["d_w0"], params["d_c0"], params["d_b0"]
+    rf = tf.concat([real, fake], axis=-2)
+    label2 = tf.concat([label, label], axis=-2)
+    z1_rf = tf.matmul(rf, w0) + label2 * c0 + b0
+    z1_real, z1_fake = z1_rf[..., :b, :], z1_rf[..., b:, :]
+    z1 = tf.concat([z1_rf, alpha * z1_real + (1.0 - alpha) * z1_fake], axis=-2)
+
+    # Forward over the 3B stacked rows, keeping inputs (h) and masks (m) of every layer.
+    hs = [tf.nn.relu(z1)]
+    masks = [tf.cast(z1 > 0, z1.dtype)]
+    for i in range(1, CRITIC_DEPTH):
+        z = tf.matmul(hs[-1], params[f"d_w{i}"]) + params[f"d_b{i}"]
+        hs.append(tf.nn.relu(z))
+        masks.append(tf.cast(z > 0, z.dtype))
+    w_out = params[f"d_w{CRITIC_DEPTH}"]
+    scores = tf.matmul(hs[-1], w_out)
+    d_real = tf.reduce_mean(scores[..., :b, :], axis=[-2, -1])
+    d_fake = tf.reduce_mean(scores[..., b : 2 * b, :], axis=[-2, -1])
+
+    # Backward to the input: a_l = dD/dz_l, with the loss scale of the real and fake rows
+    # (-1/B and +1/B) folded in; interpolated rows keep scale 1 (they make the input gradient).
+    row_scale = tf.concat(
+        [
+            tf.fill(tf.shape(label), -inv_b),
+            tf.fill(tf.shape(label), inv_b),
+            tf.ones_like(label),
+        ],
+        axis=-2,
+    )
+    a = [masks[-1] * tf.linalg.matrix_transpose(w_out) * row_scale]
+    for i in range(CRITIC_DEPTH - 1, 0, -1):
+        a.insert(0, masks[i - 1] * tf.matmul(a[0], params[f"d_w{i}"], transpose_b=True))
+    a_int = [x[..., 2 * b :, :] for x in a]
+    a_rf = [x[..., : 2 * b, :] for x in a]
+
+    grad_x = tf.matmul(a_int[0], w0, transpose_b=True)
+    norm = tf.sqrt(tf.reduce_sum(tf.square(grad_x), axis=-1, keepdims=True) + 1e-12)
+    gp = gp_lambda * tf.reduce_mean(tf.square(norm - 1.0), axis=[-2, -1])
+    # dGP/dg, then back through g = a1 W0^T, a1 = m1 (a2 W1^T), ... (masks are constant).
+    e = (2.0 * gp_lambda * inv_b) * (norm - 1.0) / norm * grad_x
+    grads: dict[str, tf.Tensor] = {}
+    left = [tf.concat([rf, e], axis=-2)]
+    da = tf.matmul(e, w0)
+    for i in range(1, CRITIC_DEPTH):
+        e = da * masks[i - 1][..., 2 * b :, :]
+        left.append(tf.concat([hs[i - 1][..., : 2 * b, :], e], axis=-2))
+        da = tf.matmul(e, params[f"d_w{i}"])
+    for i in range(CRITIC_DEPTH):
+        grads[f"d_w{i}"] = tf.matmul(left[i], tf.concat([a_rf[i], a_int[i]], axis=-2),
+                                     transpose_a=True)
+        grads[f"d_b{i}"] = _sum_rows(a_rf[i])
+    grads["d_c0"] = _sum_rows(label2 * a_rf[0])
+    # Output layer: Wasserstein term h^T s, plus the penalty through a_top = m_top * w^T.
+    top = da * masks[-1][..., 2 * b :, :]
+    grads[f"d_w{CRITIC_DEPTH}"] = tf.matmul(hs[-1][..., : 2 * b, :], row_scale[..., : 2 * b, :],
+                                            transpose_a=True) + tf.linalg.matrix_transpose(
+        _sum_rows(top)
+    )
+    grads[f"d_b{CRITIC_DEPTH}"] = _sum_rows(row_scale[..., : 2 * b, :])
+    metrics = {"loss": d_fake - d_real + gp, "gp": gp, "wdist": d_real - d_fake}
+    return grads, metrics
+
+
+def reference_critic_gradients(
+    params: Mapping[str, tf.Variable],
+    real: tf.Tensor,
+    fake: tf.Tensor,
+    label: tf.Tensor,
+    alpha: tf.Tensor,
+    gp_lambda: float = GP_LAMBDA,
+) -> dict[str, tf.Tensor]:
+    """The same gradients by nested automatic differentiation (for tests and benchmarks)."""
+    names = critic_names()
+    with tf.GradientTape() as outer:
+        x_hat = alpha * real + (1.0 - alpha) * fake
+        with tf.GradientTape() as inner:
+            inner.watch(x_hat)
+            d_hat = tf.reduce_sum(critic(params, x_hat, label))
+        grad_x = inner.gradient(d_hat, x_hat)
+        norm = tf.sqrt(tf.reduce_sum(tf.square(grad_x), axis=-1) + 1e-12)
+        gp = gp_lambda * tf.reduce_mean(tf.square(norm - 1.0), axis=-1)
+        loss = (
+            tf.reduce_mean(critic(params, fake, label), axis=[-2, -1])
+            - tf.reduce_mean(critic(params, real, label), axis=[-2, -1])
+            + gp
+        )
+        total = tf.reduce_sum(loss)
+    grads = outer.gradient(total, [params[n] for n in names])
+    return dict(zip(names, grads, strict=True))

@@ -1,0 +1,189 @@
+"""The compiled training loop: variables, Adam, random streams and one WGAN-GP iteration.
+
+All randomness of iteration ``i`` of a GAN comes from stateless generators keyed by
+``(gan_key, i)``: a resumed run, a run split into chunks of any size and the same GAN inside
+a pack draw exactly the same numbers, so they compute the same weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from . import model
+
+_STREAMS = 4  # random streams per iteration: data indices, critic noise, alpha, generator noise
+
+
+def _compile(fn, jit: bool):  # type: ignore[no-untyped-def]
+    """tf.function with XLA when asked; older TF spells the flag experimental_compile."""
+    if not jit:
+        return tf.function(fn)
+    try:
+        return tf.function(fn, jit_compile=True)
+    except TypeError:  # pragma: no cover - TF < 2.5
+        return tf.function(fn, experimental_compile=True)
+
+
+class WganTrainer:
+    """K conditional WGAN-GPs (K = 1 without the pack axis) and their optimisers.
+
+    Parameters
+    ----------
+    datasets : sequence of (numpy.ndarray, numpy.ndarray)
+        Per GAN, normalised showers ``(n, N)`` and labels ``(n, 1)``, float32.
+    keys : sequence of int
+        Per GAN, the key of its random streams and initial weights.
+    packed : bool
+        Train the GANs as one batched model with a leading pack axis (any K >= 1).
+    batch_size : int
+        Showers per critic or generator batch.
+    jit : bool
+        Compile the loop with XLA.
+    """
+
+    def __init__(
+        self,
+        datasets: Sequence[tuple[np.ndarray, np.ndarray]],
+        keys: Sequence[int],
+        packed: bool = False,
+        batch_size: int = model.BATCH_SIZE,
+        jit: bool = False,
+    ) -> None:
+        if not packed and len(datasets) != 1:
+            raise ValueError("an unpacked trainer holds exactly one GAN")
+        if len(keys) != len(datasets):
+            raise ValueError("one key per dataset")
+        self.n_voxels = int(datasets[0][0].shape[1])
+        self.packed = packed
+        self.batch_size = batch_size
+        self.keys = [int(k) for k in keys]
+        self._x = [tf.constant(x, tf.float32) for x, _ in datasets]
+        self._y = [tf.constant(y, tf.float32) for _, y in datasets]
+        init = [model.initial_parameters(self.n_voxels, k) for k in self.keys]
+        values = model.stack_parameters(init) if packed else init[0]
+        self.params = {n: tf.Variable(v, name=n) for n, v in values.items()}
+        self.slots = {
+            f"{slot}/{n}": tf.Variable(tf.zeros_like(v), name=f"{slot}_{n}")
+            for n, v in values.items()
+            for slot in ("m", "v")
+        }
+        self.iteration = tf.Variable(0, dtype=tf.int64, name="iteration")
+        self.d_updates = tf.Variable(0, dtype=tf.int64, name="d_updates")
+        self.g_updates = tf.Variable(0, dtype=tf.int64, name="g_updates")
+        self._run = _compile(self._run_impl, jit)
+
+    # ---- state -------------------------------------------------------------------------
+    def state(self) -> dict[str, np.ndarray]:
+        """Every variable as numpy (parameters, Adam slots, counters)."""
+        out = {n: v.numpy() for n, v in self.params.items()}
+        out.update({n: v.numpy() for n, v in self.slots.items()})
+        for v in (self.iteration, self.d_updates, self.g_updates):
+            out[v.name.split(":")[0]] = np.asarray(v.numpy())
+        return out
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore what :meth:`state` returned; shapes must match."""
+        for name, var in {**self.params, **self.slots}.items():
+            var.assign(state[name])
+        self.iteration.assign(int(state["iteration"]))
+        self.d_updates.assign(int(state["d_updates"]))
+        self.g_updates.assign(int(state["g_updates"]))
+
+    def generator_parameters(self) -> dict[str, np.ndarray]:
+        """The generator weights and biases as numpy."""
+        return {n: self.params[n].numpy() for n in model.generator_names()}
+
+    # ---- training ----------------------------------------------------------------------
+    def train(self, iterations: int) -> dict[str, np.ndarray]:
+        """Run ``iterations`` WGAN-GP iterations; return the metrics of the last one."""
+        out = self._run(tf.constant(iterations, tf.int64))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def _run_impl(self, iterations: tf.Tensor) -> dict[str, tf.Tensor]:
+        shape = (len(self.keys),) if self.packed else ()
+        metrics = {k: tf.zeros(shape) for k in ("d_loss", "gp", "wdist", "g_loss")}
+        for _ in tf.range(iterations):
+            metrics = self._iteration()
+        return metrics
+
+    def _draw(self) -> tuple[tf.Tensor, ...]:
+        """Real batch, labels, critic noise, alpha and generator noise of this iteration."""
+        n_crit = model.CRITIC_STEPS * self.batch_size
+        base = self.iteration * _STREAMS
+        draws: list[list[tf.Tensor]] = [[], [], [], [], []]
+        for k, key in enumerate(self.keys):
+            seeds = [tf.stack([tf.constant(key, tf.int64), base + j]) for j in range(_STREAMS)]
+            n = tf.shape(self._x[k], out_type=tf.int64)[0]
+            idx = tf.random.stateless_uniform(
+                [n_crit], seed=seeds[0], minval=0, maxval=n, dtype=tf.int64
+            )
+            draws[0].append(tf.gather(self._x[k], idx))
+            draws[1].append(tf.gather(self._y[k], idx))
+            draws[2].append(
+                tf.random.stateless_normal(
+                    [n_crit, model.LATENT_DIM], seeds[1], model.NOISE_MEAN, model.NOISE_STD
+                )
+            )
+            draws[3].append(tf.random.stateless_uniform([n_crit, 1], seeds[2]))
+            draws[4].append(
+                tf.random.stateless_normal(
+                    [self.batch_size, model.LATENT_DIM], seeds[3], model.NOISE_MEAN,
+                    model.NOISE_STD,
+                )
+            )
+        if self.packed:
+            return tuple(tf.stack(d) for d in draws)
+        return tuple(d[0] for d in draws)
+
+    def _adam(self, names: Sequence[str], grads: Mapping[str, tf.Tensor], t: tf.Tensor) -> None:
+        t_f = tf.cast(t, tf.float32)
+        b1p = tf.pow(tf.constant(model.BETA1, tf.float32), t_f)
+        b2p = tf.pow(tf.constant(model.BETA2, tf.float32), t_f)
+        for n in names:
+            tf.raw_ops.ResourceApplyAdam(
+                var=self.params[n].handle,
+                m=self.slots[f"m/{n}"].handle,
+                v=self.slots[f"v/{n}"].handle,
+                beta1_power=b1p,
+                beta2_power=b2p,
+                lr=tf.constant(model.LEARNING_RATE, tf.float32),
+                beta1=tf.constant(model.BETA1, tf.float32),
+                beta2=tf.constant(model.BETA2, tf.float32),
+                epsilon=tf.constant(model.EPSILON, tf.float32),
+                grad=grads[n],
+            )
+
+    def _iteration(self) -> dict[str, tf.Tensor]:
+        b = self.batch_size
+        real, label, noise, alpha, g_noise = self._draw()
+        g_names, d_names = model.generator_names(), model.critic_names()
+        g_params = {n: self.params[n].read_value() for n in g_names}
+        # The generator is fixed during the critic steps: one pass makes all 5 fake batches.
+        fake = model.generate(g_params, noise, label)
+        metrics: dict[str, tf.Tensor] = {}
+        for s in range(model.CRITIC_STEPS):
+            rows = slice(s * b, (s + 1) * b)
+            d_params = {n: self.params[n].read_value() for n in d_names}
+            grads, metrics = model.critic_gradients(
+                d_params, real[..., rows, :], fake[..., rows, :], label[..., rows, :],
+                alpha[..., rows, :],
+            )
+            self.d_updates.assign_add(1)
+            self._adam(d_names, grads, self.d_updates)
+        last_label = label[..., (model.CRITIC_STEPS - 1) * b :, :]
+        d_params = {n: self.params[n].read_value() for n in d_names}
+        g_vars = [self.params[n] for n in g_names]
+        with tf.GradientTape() as tape:
+            scores = model.critic(d_params, model.generate(self.params, g_noise, last_label),
+                                  last_label)
+            g_loss = -tf.reduce_mean(scores, axis=[-2, -1])
+            g_total = tf.reduce_sum(g_loss)
+        g_grads = tape.gradient(g_total, g_vars)
+        self.g_updates.assign_add(1)
+        self._adam(g_names, dict(zip(g_names, g_grads, strict=True)), self.g_updates)
+        self.iteration.assign_add(1)
+        return {"d_loss": metrics["loss"], "gp": metrics["gp"], "wdist": metrics["wdist"],
+                "g_loss": g_loss}
