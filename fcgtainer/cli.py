@@ -256,3 +256,7 @@ def main() -> None:
         err.print("[yellow]fix:[/] run again with --debug and report the traceback")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+# Image commands (build, images, shell) live in their own module and register on ``app``.
+from fcgtainer import cli_images  # noqa: E402,F401

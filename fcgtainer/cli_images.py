@@ -1,0 +1,3 @@
+"""CLI commands for images: ``build``, ``images`` and ``shell`` (registered on ``app``)."""
+
+from __future__ import annotations
