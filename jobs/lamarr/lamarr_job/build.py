@@ -82,9 +82,7 @@ def transpile(model: Any, spec: ModelSpec) -> str:
 
     symbol = spec.name if spec.kind != "generative" else f"{spec.name}_net"
     source: str = scikinC.convert({symbol: model}, float_t="float", copyright="fcgtainer")
-    source = re.sub(
-        r"(File generated on )\d{4}-\d\d-\d\d \d\d:\d\d", r"\1(date elided)   ", source
-    )
+    source = re.sub(r"(File generated on )\d{4}-\d\d-\d\d \d\d:\d\d", r"\1(date elided)   ", source)
     if spec.kind == "generative":
         n_in = len(spec.inputs)
         source += _GENERATIVE_WRAPPER % {

@@ -1,0 +1,62 @@
+"""Command line: ``python3 -m lamarr_job {generate,build-models,validate-models}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .errors import EXIT_CONFIG, LamarrError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lamarr_job", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="run one task described by a spec file")
+    gen.add_argument(
+        "--spec",
+        default=os.environ.get("FCGTAINER_SPEC"),
+        help="spec.json (default: $FCGTAINER_SPEC)",
+    )
+    build = sub.add_parser("build-models", help="train, transpile and compile the demo models")
+    build.add_argument("--out", required=True, help="new directory for the model set")
+    build.add_argument("--budget", default="quick", choices=("quick", "full"))
+    build.add_argument("--seed", type=int, default=12345)
+    check = sub.add_parser("validate-models", help="check a models directory")
+    check.add_argument("directory")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; map errors to the payload contract's exit codes."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            if not args.spec:
+                print("lamarr_job: --spec or $FCGTAINER_SPEC is required", file=sys.stderr)
+                return EXIT_CONFIG
+            from .run import generate
+            from .spec import load_spec
+
+            summary = generate(load_spec(args.spec))
+            summary.pop("provenance", None)
+            print(json.dumps(summary, sort_keys=True))
+        elif args.command == "build-models":
+            from .build import build_models
+
+            manifest = build_models(args.out, budget=args.budget, seed=args.seed)
+            print(json.dumps(manifest["files"], indent=2, sort_keys=True))
+        else:
+            from .manifest import validate_models_dir
+
+            validate_models_dir(args.directory)
+            print(f"{args.directory}: ok")
+    except LamarrError as exc:
+        print(f"lamarr_job: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

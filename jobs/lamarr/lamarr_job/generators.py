@@ -1,0 +1,210 @@
+"""Event generation: a particle gun or Pythia 8, written as HepMC2 ASCII files.
+
+SQLamarr 0.0rc7 reads HepMC2 ASCII (``HepMC2DataLoader``), so events are written
+in that format, in MeV and mm, one file per batch. The beam particles enter the
+collision vertex, which is how SQLamarr's loader recognises the primary vertex.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyhepmc
+
+from . import law
+from .errors import ConfigError
+
+#: Luminous region (mm), used by both generators.
+BEAM_SPOT_SIGMA_MM = (0.04, 0.04, 45.0)
+BEAM_ENERGY_GEV = 6800.0
+PROTON_MASS_GEV = 0.93827
+
+#: Pythia processes selectable by name; extra settings can be appended.
+PYTHIA_PROCESSES: dict[str, tuple[str, ...]] = {
+    "minbias": ("SoftQCD:inelastic = on",),
+    "ccbar": ("HardQCD:hardccbar = on", "PhaseSpace:pTHatMin = 1.0"),
+    "bbbar": ("HardQCD:hardbbbar = on", "PhaseSpace:pTHatMin = 1.0"),
+}
+
+
+@dataclass(frozen=True)
+class GunSettings:
+    """Particle gun: species (PDG ids, sign drawn at random), ranges, multiplicity."""
+
+    species: tuple[int, ...] = (211, 321, 2212, 13, 11)
+    p_min: float = 2.0
+    p_max: float = 200.0
+    eta_min: float = 1.8
+    eta_max: float = 5.2
+    particles: int = 10
+
+
+@dataclass(frozen=True)
+class PythiaSettings:
+    """Pythia 8 pp collisions: a named process plus free-form settings."""
+
+    process: str = "minbias"
+    ecm: float = 13600.0
+    settings: tuple[str, ...] = field(default_factory=tuple)
+
+    def lines(self, seed: int) -> list[str]:
+        """Return every ``readString`` line, seed and beam-spot included."""
+        sx, sy, sz = BEAM_SPOT_SIGMA_MM
+        return [
+            f"Beams:eCM = {self.ecm}",
+            *PYTHIA_PROCESSES[self.process],
+            *self.settings,
+            "Beams:allowVertexSpread = on",
+            f"Beams:sigmaVertexX = {sx}",
+            f"Beams:sigmaVertexY = {sy}",
+            f"Beams:sigmaVertexZ = {sz}",
+            "Random:setSeed = on",
+            f"Random:seed = {seed}",
+            "Print:quiet = on",
+            "Next:numberCount = 0",
+        ]
+
+
+def _event(
+    number: int,
+    px: npt.NDArray[np.float64],
+    py: npt.NDArray[np.float64],
+    pz: npt.NDArray[np.float64],
+    m: npt.NDArray[np.float64],
+    pid: npt.NDArray[np.int32],
+    status: npt.NDArray[np.int32],
+    parents: npt.NDArray[np.int32],
+    vertex: npt.NDArray[np.float64],
+) -> pyhepmc.GenEvent:
+    """Build a GenEvent from HEPEVT-like arrays in GeV and mm (parents 1-based)."""
+    en = np.sqrt(px**2 + py**2 + pz**2 + m**2)
+    event = pyhepmc.GenEvent()
+    event.from_hepevt(
+        number,
+        px,
+        py,
+        pz,
+        en,
+        m,
+        pid,
+        status,
+        parents=parents,
+        vx=vertex[0],
+        vy=vertex[1],
+        vz=vertex[2],
+        vt=vertex[3],
+    )
+    event.set_units(pyhepmc.Units.MEV, pyhepmc.Units.MM)
+    event.weights = [1.0]
+    return event
+
+
+def gun_events(settings: GunSettings, n_events: int, seed: int) -> Iterator[pyhepmc.GenEvent]:
+    """Yield particle-gun events: two beam protons into a vertex, then the gun particles.
+
+    Momenta are log-uniform in ``[p_min, p_max]`` GeV, pseudorapidity and azimuth
+    uniform; the vertex is drawn from the luminous region.
+    """
+    rng = np.random.default_rng(seed)
+    species = np.array(settings.species, dtype=np.int32)
+    n = settings.particles
+    for number in range(n_events):
+        apid = rng.choice(species, size=n)
+        sign = rng.choice(np.array([-1, 1], dtype=np.int32), size=n)
+        p = np.exp(rng.uniform(math.log(settings.p_min), math.log(settings.p_max), n))
+        eta = rng.uniform(settings.eta_min, settings.eta_max, n)
+        phi = rng.uniform(-math.pi, math.pi, n)
+        pt = p / np.cosh(eta)
+        beam_pz = math.sqrt(BEAM_ENERGY_GEV**2 - PROTON_MASS_GEV**2)
+        px = np.r_[0.0, 0.0, pt * np.cos(phi)]
+        py = np.r_[0.0, 0.0, pt * np.sin(phi)]
+        pz = np.r_[beam_pz, -beam_pz, pt * np.sinh(eta)]
+        m = np.r_[PROTON_MASS_GEV, PROTON_MASS_GEV, [law.MASSES_GEV[int(a)] for a in apid]]
+        pid = np.r_[2212, 2212, apid * sign].astype(np.int32)
+        status = np.r_[4, 4, np.ones(n)].astype(np.int32)
+        parents = np.zeros((n + 2, 2), dtype=np.int32)
+        parents[2:] = (1, 2)
+        spot = rng.normal(size=3) * np.array(BEAM_SPOT_SIGMA_MM)
+        vertex = np.zeros((4, n + 2))
+        vertex[:3] = spot[:, None]
+        yield _event(number, px, py, pz, m, pid, status, parents, vertex)
+
+
+def pythia_events(settings: PythiaSettings, n_events: int, seed: int) -> Iterator[pyhepmc.GenEvent]:
+    """Yield Pythia 8 events converted to HepMC through the HEPEVT arrays."""
+    import pythia8mc
+
+    pythia = pythia8mc.Pythia("", False)
+    for line in settings.lines(seed):
+        if not pythia.readString(line):
+            raise ConfigError(f"Pythia rejected the setting {line!r}")
+    if not pythia.init():
+        raise ConfigError("Pythia initialisation failed; check pythia_settings")
+    number = 0
+    failures = 0
+    while number < n_events:
+        if not pythia.next():
+            failures += 1
+            if failures > 10 * n_events + 100:
+                raise RuntimeError("Pythia failed to generate events")
+            continue
+        yield _from_pythia(number, pythia.event)
+        number += 1
+
+
+def _from_pythia(number: int, record: Any) -> pyhepmc.GenEvent:
+    size = record.size() - 1  # entry 0 is the whole system
+    cols = np.empty((size, 8))
+    pid = np.empty(size, dtype=np.int32)
+    status = np.empty(size, dtype=np.int32)
+    parents = np.empty((size, 2), dtype=np.int32)
+    for i in range(size):
+        part = record[i + 1]
+        cols[i] = (
+            part.px(),
+            part.py(),
+            part.pz(),
+            part.m(),
+            part.xProd(),
+            part.yProd(),
+            part.zProd(),
+            part.tProd(),
+        )
+        pid[i] = part.id()
+        status[i] = part.statusHepMC()
+        m1, m2 = part.mother1(), part.mother2()
+        parents[i] = (min(m1, m2), max(m1, m2)) if m2 > 0 else (m1, m1)
+    return _event(
+        number,
+        cols[:, 0],
+        cols[:, 1],
+        cols[:, 2],
+        cols[:, 3],
+        pid,
+        status,
+        parents,
+        cols[:, 4:8].T.copy(),
+    )
+
+
+def write_batches(
+    events: Iterator[pyhepmc.GenEvent], n_events: int, batch_size: int, directory: Path
+) -> Iterator[tuple[Path, int]]:
+    """Write events to HepMC2 files of ``batch_size`` events; yield (path, count).
+
+    The last file holds the remainder, so every event is written exactly once.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for index, start in enumerate(range(0, n_events, batch_size)):
+        count = min(batch_size, n_events - start)
+        path = directory / f"batch_{index:05d}.hepmc2"
+        with pyhepmc.io.WriterAsciiHepMC2(str(path)) as writer:
+            for _ in range(count):
+                writer.write(next(events))
+        yield path, count

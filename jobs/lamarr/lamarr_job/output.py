@@ -1,0 +1,76 @@
+"""Per-run outputs: the ROOT nTuple (uproot) and the JSON summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Columns = dict[str, npt.NDArray[Any]]
+
+#: Columns stored as integers in the nTuple; everything else is float64.
+INTEGER_COLUMNS = frozenset(
+    {"mcparticle_id", "genevent_id", "evt", "pid", "charge", "accepted", "reconstructed", "mc_key"}
+)
+
+
+def _typed(columns: Columns) -> Columns:
+    return {
+        name: values.astype(np.int64) if name in INTEGER_COLUMNS else values.astype(np.float64)
+        for name, values in columns.items()
+        if name not in ("mcparticle_id", "genevent_id")  # per-batch ids, meaningless later
+    }
+
+
+def write_ntuple(path: Path, trees: dict[str, Columns], provenance: dict[str, Any]) -> None:
+    """Write one TTree per table and the provenance as a JSON string.
+
+    The file is written beside its final name and renamed, so a crash never
+    leaves a truncated nTuple under the final name.
+    """
+    import uproot
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        with uproot.recreate(tmp) as root:
+            for name, columns in trees.items():
+                root[name] = _typed(columns)
+            root["provenance"] = json.dumps(provenance, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON atomically (temporary file, fsync, rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def summarise(trees: dict[str, Columns], events: int) -> dict[str, Any]:
+    """Events, tracks and efficiencies of one run."""
+    mc = trees["MCTracks"]
+    n_mc = len(mc["p"])
+    n_acc = int(np.sum(mc["accepted"]))
+    n_reco = int(np.sum(mc["reconstructed"]))
+    return {
+        "events": events,
+        "charged_particles": n_mc,
+        "accepted": n_acc,
+        "tracks": len(trees["Tracks"]["p"]),
+        "primary_vertices": len(trees["PVs"]["z"]),
+        "efficiency": n_reco / n_acc if n_acc else None,
+        "acceptance_x_efficiency": n_reco / n_mc if n_mc else None,
+    }

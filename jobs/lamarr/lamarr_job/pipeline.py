@@ -1,0 +1,389 @@
+"""The Lamarr pipeline on SQLamarr, and the workarounds for its pitfalls.
+
+Pitfalls of SQLamarr 0.0rc7 that this driver works around (each has a test):
+
+1. ``HepMC2DataLoader.load`` re-opens the database connection after loading.
+   With ``:memory:`` the new connection is a new, empty database, so every
+   transformer then fails with "no such table". We always use a file database.
+2. ``Plugin``/``GenerativePlugin`` write to TEMPORARY tables, which only the C++
+   connection sees; Python (``db.connect()``) opens another connection and does
+   not. The outputs we need are copied into tables made persistent with
+   ``TemporaryTable(..., make_persistent=True)`` inside the same C++ chunk.
+3. The loader checks ``reader.failed()`` *before* reading, so after the last
+   event of a file it inserts one extra, empty GenEvent. We delete events
+   without particles, and check that every event written comes back, including
+   those of the last (short) batch.
+4. ``CleanEventStore`` also empties ``sqlite_sequence``, so ids restart with
+   every batch: truth links are resolved per batch into global row indices.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .modelspec import PV_DB_NAME, PV_TABLE, spec_by_name
+
+#: Columns of the persisted truth table (one row per charged particle).
+MC_COLUMNS: tuple[str, ...] = (
+    "mcparticle_id",
+    "genevent_id",
+    "evt",
+    "pid",
+    "charge",
+    "p",
+    "eta",
+    "phi",
+    "tx",
+    "ty",
+    "x0",
+    "y0",
+    "z0",
+    "z_ctb",
+    "x_ctb",
+    "y_ctb",
+    "log10_p",
+    "acceptance",
+    "efficiency",
+    "accepted",
+    "reconstructed",
+)
+#: Columns of the persisted reconstructed-track table.
+TRACK_COLUMNS: tuple[str, ...] = (
+    "mcparticle_id",
+    "evt",
+    "charge",
+    "p",
+    "px",
+    "py",
+    "pz",
+    "eta",
+    "tx",
+    "ty",
+    "x_ctb",
+    "y_ctb",
+    "z_ctb",
+    "p_err",
+    "dllk",
+    "dllmu",
+)
+#: Columns of the reconstructed primary vertices (with their true position).
+PV_COLUMNS: tuple[str, ...] = (
+    "evt",
+    "x",
+    "y",
+    "z",
+    "sigma_x",
+    "sigma_y",
+    "sigma_z",
+    "mc_x",
+    "mc_y",
+    "mc_z",
+)
+
+Columns = dict[str, npt.NDArray[Any]]
+
+_PROPAGATE = """
+SELECT
+  p.mcparticle_id, p.genevent_id, ge.collision, p.pid, propagation_charge(p.pid),
+  norm2(p.px, p.py, p.pz), pseudorapidity(p.px, p.py, p.pz), azimuthal(p.px, p.py, p.pz),
+  p.px / p.pz, p.py / p.pz,
+  ov.x, ov.y, ov.z,
+  z_closest_to_beam(ov.x, ov.y, ov.z, p.px / p.pz, p.py / p.pz)
+FROM MCParticles AS p
+INNER JOIN MCVertices AS ov ON p.production_vertex = ov.mcvertex_id
+INNER JOIN GenEvents AS ge ON ge.genevent_id = p.genevent_id
+WHERE p.pz > 0 AND propagation_charge(p.pid) <> 0
+"""
+
+_DRAWS = """
+SELECT mcparticle_id, random_uniform(), random_uniform() FROM propagated
+"""
+
+_MC_TRACKS = """
+SELECT
+  t.mcparticle_id, t.genevent_id, t.evt, t.pid, t.charge, t.p, t.eta, t.phi, t.tx, t.ty,
+  t.x0, t.y0, t.z0, t.z_ctb,
+  t.x0 + t.tx * (t.z_ctb - t.z0), t.y0 + t.ty * (t.z_ctb - t.z0),
+  log(t.p / 1000.) / log(10.),
+  a.acceptance, e.efficiency,
+  d.u_acc < a.acceptance,
+  d.u_acc < a.acceptance AND d.u_eff < e.efficiency
+FROM propagated AS t
+INNER JOIN tmp_acceptance AS a ON a.mcparticle_id = t.mcparticle_id
+INNER JOIN tmp_efficiency AS e ON e.mcparticle_id = t.mcparticle_id
+INNER JOIN draws AS d ON d.mcparticle_id = t.mcparticle_id
+"""
+
+_TRACK_INPUTS = """
+SELECT mcparticle_id, log(p / 1000.) / log(10.) AS log10_p, eta
+FROM propagated
+"""
+
+_RECO_INPUTS = """
+SELECT mcparticle_id, log10_p, eta FROM MCTracks WHERE reconstructed = 1
+"""
+
+_PID_INPUTS = """
+SELECT mcparticle_id, log10_p, eta,
+  abs(pid) = 11, abs(pid) = 13, abs(pid) = 211, abs(pid) = 321, abs(pid) = 2212
+FROM MCTracks WHERE reconstructed = 1
+"""
+
+_TRACKS = """
+SELECT mcparticle_id, evt, charge, p_r,
+  slopes_to_cartesian(0, p_r, tx_r, ty_r),
+  slopes_to_cartesian(1, p_r, tx_r, ty_r),
+  slopes_to_cartesian(2, p_r, tx_r, ty_r),
+  pseudorapidity(slopes_to_cartesian(0, p_r, tx_r, ty_r),
+                 slopes_to_cartesian(1, p_r, tx_r, ty_r),
+                 slopes_to_cartesian(2, p_r, tx_r, ty_r)),
+  tx_r, ty_r, x_ctb, y_ctb, z_ctb, p_r * p_err_rel, dllk, dllmu
+FROM (
+  SELECT t.mcparticle_id, t.evt, t.charge, t.p * (1 + r.dp_rel) AS p_r,
+    t.tx + r.dtx AS tx_r, t.ty + r.dty AS ty_r, t.x_ctb, t.y_ctb, t.z_ctb,
+    c.p_err_rel, pid.dllk, pid.dllmu
+  FROM MCTracks AS t
+  INNER JOIN tmp_resolution AS r ON r.mcparticle_id = t.mcparticle_id
+  INNER JOIN tmp_covariance AS c ON c.mcparticle_id = t.mcparticle_id
+  INNER JOIN tmp_pid AS pid ON pid.mcparticle_id = t.mcparticle_id
+)
+"""
+
+_DROP_PHANTOM_EVENTS = (
+    "DELETE FROM GenEvents WHERE genevent_id NOT IN (SELECT DISTINCT genevent_id FROM GenParticles)"
+)
+
+
+@dataclass
+class EventStore:
+    """A SQLamarr database on a file (never ``:memory:``, see pitfall 1)."""
+
+    path: Path
+    seed: int
+    db: Any = None
+
+    def open(self) -> Any:
+        """Create the file database and seed SQLamarr's random generator."""
+        import SQLamarr
+
+        if self.path.exists():
+            self.path.unlink()
+        self.db = SQLamarr.SQLite3DB(str(self.path)).seed(self.seed)
+        return self.db
+
+    def load(self, hepmc: Path, run: int, batch: int) -> None:
+        """Load one HepMC2 file (its events become GenEvents)."""
+        import SQLamarr
+
+        SQLamarr.HepMC2DataLoader(self.db).load(str(hepmc), run, batch)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run a read query through a Python connection (sees persistent tables only)."""
+        with self.db.connect() as conn:
+            return list(conn.execute(sql).fetchall())
+
+
+def _fetch(conn: sqlite3.Connection, table: str, columns: tuple[str, ...]) -> Columns:
+    rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
+    data = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
+    return {name: data[:, i] for i, name in enumerate(columns)}
+
+
+def build_algorithms(db: Any, models: Path, condition: str) -> dict[str, list[Any]]:
+    """Return the SQLamarr transformers of the pipeline, grouped by stage.
+
+    Parameters
+    ----------
+    db
+        An open ``SQLamarr.SQLite3DB`` on a file.
+    models
+        A validated models directory.
+    condition
+        Row of the PV smearing table to use.
+
+    Returns
+    -------
+    dict
+        Ordered stages: ``fix_loader``, ``truth`` (PV finding, particle selection,
+        PV smearing), ``propagation``, ``efficiency``, ``parameterisations``,
+        ``persist``. Their concatenation is the pipeline.
+    """
+    import SQLamarr
+
+    def plugin(name: str, query: str) -> Any:
+        spec = spec_by_name(name)
+        lib = str(models / spec.library)
+        if spec.n_random:
+            return SQLamarr.GenerativePlugin(
+                db,
+                lib,
+                spec.name,
+                query,
+                f"tmp_{name}",
+                list(spec.outputs),
+                spec.n_random,
+                ["mcparticle_id"],
+            )
+        return SQLamarr.Plugin(
+            db, lib, spec.name, query, f"tmp_{name}", list(spec.outputs), ["mcparticle_id"]
+        )
+
+    propagated_cols = [
+        "mcparticle_id",
+        "genevent_id",
+        "evt",
+        "pid",
+        "charge",
+        "p",
+        "eta",
+        "phi",
+        "tx",
+        "ty",
+        "x0",
+        "y0",
+        "z0",
+        "z_ctb",
+    ]
+    return {
+        "fix_loader": [SQLamarr.EditEventStore(db, [_DROP_PHANTOM_EVENTS])],
+        "truth": [
+            SQLamarr.PVFinder(db),
+            SQLamarr.MCParticleSelector(db),
+            SQLamarr.PVReconstruction(db, str(models / PV_DB_NAME), PV_TABLE, condition),
+        ],
+        "propagation": [SQLamarr.TemporaryTable(db, "propagated", propagated_cols, _PROPAGATE)],
+        "efficiency": [
+            plugin("acceptance", _TRACK_INPUTS),
+            plugin("efficiency", _TRACK_INPUTS),
+            SQLamarr.TemporaryTable(db, "draws", ["mcparticle_id", "u_acc", "u_eff"], _DRAWS),
+            SQLamarr.TemporaryTable(db, "MCTracks", list(MC_COLUMNS), _MC_TRACKS, True),
+        ],
+        "parameterisations": [
+            plugin("resolution", _RECO_INPUTS),
+            plugin("covariance", _RECO_INPUTS),
+            plugin("pid", _PID_INPUTS),
+        ],
+        "persist": [SQLamarr.TemporaryTable(db, "Tracks", list(TRACK_COLUMNS), _TRACKS, True)],
+    }
+
+
+class LamarrPipeline:
+    """Run batches of HepMC files through SQLamarr and collect the outputs.
+
+    Parameters
+    ----------
+    store
+        The event store (file database).
+    models
+        A validated models directory.
+    condition
+        Row of the PV smearing table.
+    """
+
+    def __init__(self, store: EventStore, models: Path, condition: str) -> None:
+        import SQLamarr
+
+        self.store = store
+        db = store.open()
+        self.stages = build_algorithms(db, models, condition)
+        algorithms = [alg for stage in self.stages.values() for alg in stage]
+        self._pipeline = SQLamarr.Pipeline(algorithms)
+        self._clean = SQLamarr.Pipeline([SQLamarr.CleanEventStore(db)])
+        self._mc: list[Columns] = []
+        self._tracks: list[Columns] = []
+        self._pvs: list[Columns] = []
+        self._n_mc = 0
+        self.events_loaded = 0
+
+    def process(self, hepmc: Path, run: int, batch: int, expected_events: int) -> None:
+        """Load one batch, run the pipeline, collect the persisted tables, clean.
+
+        Raises
+        ------
+        RuntimeError
+            If the number of events found differs from ``expected_events``.
+        """
+        self.store.load(hepmc, run, batch)
+        self._pipeline.execute()
+        self._collect(expected_events, hepmc)
+        self._clean.execute()
+
+    def _collect(self, expected_events: int, hepmc: Path) -> None:
+        with self.store.db.connect() as conn:
+            (n_events,) = conn.execute("SELECT COUNT(*) FROM GenEvents").fetchone()
+            if n_events != expected_events:
+                raise RuntimeError(
+                    f"{hepmc}: {n_events} events in the store, {expected_events} written"
+                )
+            mc = _fetch(conn, "MCTracks", MC_COLUMNS)
+            tracks = _fetch(conn, "Tracks", TRACK_COLUMNS)
+            pvs = _fetch(
+                conn,
+                "Vertices AS v INNER JOIN MCVertices AS m ON m.mcvertex_id = v.mcvertex_id "
+                "INNER JOIN GenEvents AS ge ON ge.genevent_id = v.genevent_id",
+                (
+                    "ge.collision",
+                    "v.x",
+                    "v.y",
+                    "v.z",
+                    "v.sigma_x",
+                    "v.sigma_y",
+                    "v.sigma_z",
+                    "m.x",
+                    "m.y",
+                    "m.z",
+                ),
+            )
+        self.events_loaded += int(n_events)
+        order = np.argsort(mc["mcparticle_id"], kind="stable")
+        mc = {k: v[order] for k, v in mc.items()}
+        # Truth link: row of the particle in the run's MC table (ids restart per batch).
+        rows = np.searchsorted(mc["mcparticle_id"], tracks["mcparticle_id"])
+        tracks["mc_key"] = (rows + self._n_mc).astype(np.float64)
+        mc["mc_key"] = np.arange(self._n_mc, self._n_mc + len(order), dtype=np.float64)
+        self._n_mc += len(order)
+        self._mc.append(mc)
+        self._tracks.append(tracks)
+        self._pvs.append(dict(zip(PV_COLUMNS, pvs.values(), strict=True)))
+
+    def results(self) -> dict[str, Columns]:
+        """Return the concatenated ``MCTracks``, ``Tracks`` and ``PVs`` columns."""
+
+        def cat(parts: list[Columns], columns: tuple[str, ...]) -> Columns:
+            if not parts:
+                return {c: np.zeros(0) for c in columns}
+            return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+
+        return {
+            "MCTracks": cat(self._mc, (*MC_COLUMNS, "mc_key")),
+            "Tracks": cat(self._tracks, (*TRACK_COLUMNS, "mc_key")),
+            "PVs": cat(self._pvs, PV_COLUMNS),
+        }
+
+
+def bare_pipeline(store: EventStore, models: Path, condition: str) -> Callable[[Path, int], None]:
+    """Return ``f(hepmc, batch)``: the same SQLamarr algorithms, nothing else.
+
+    The baseline for the driver-overhead benchmark: load, execute, clean, with no
+    event-count check, no reading back and no output file.
+    """
+    import SQLamarr
+
+    db = store.open()
+    stages = build_algorithms(db, models, condition)
+    algorithms = [alg for stage in stages.values() for alg in stage]
+    pipeline = SQLamarr.Pipeline([*algorithms, SQLamarr.CleanEventStore(db)])
+
+    def run(hepmc: Path, batch: int) -> None:
+        store.load(hepmc, 0, batch)
+        pipeline.execute()
+
+    run.algorithms = algorithms  # type: ignore[attr-defined]
+    return run

@@ -1,0 +1,88 @@
+"""One task: generate the events of one run number and simulate them with Lamarr."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .generators import gun_events, pythia_events, write_batches
+from .manifest import model_hashes, validate_models_dir
+from .output import summarise, write_json, write_ntuple
+from .pipeline import EventStore, LamarrPipeline
+from .spec import RunConfig
+
+SUMMARY_NAME = "summary.json"
+
+
+def ntuple_name(run: int) -> str:
+    """File name of a run's nTuple."""
+    return f"lamarr_run{run:06d}.root"
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"lamarr_job": __version__}
+    for dist in ("SQLamarr", "pythia8mc", "pyhepmc", "uproot", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def generate(config: RunConfig) -> dict[str, Any]:
+    """Run one task and return its summary (also written to ``summary.json``).
+
+    A banned run writes a summary saying so and nothing else. Models are checked
+    before any event is generated; a failure raises ``ModelsError`` (exit 2).
+    """
+    out_dir = config.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.run in config.banned_runs:
+        summary = {"run": config.run, "skipped": True, "reason": "run number is banned"}
+        write_json(out_dir / SUMMARY_NAME, summary)
+        return summary
+    manifest = validate_models_dir(config.models)
+    seeds = config.seeds()
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="lamarr-", dir=config.scratch or out_dir))
+    try:
+        if config.generator == "gun":
+            events = gun_events(config.gun, config.events, seeds["generator"])
+        else:
+            events = pythia_events(config.pythia, config.events, seeds["pythia"])
+        store = EventStore(work / "events.db", seeds["sqlamarr"])
+        pipeline = LamarrPipeline(store, config.models, config.pv_condition)
+        hepmc_dir = out_dir / "hepmc" if config.keep_hepmc else work / "hepmc"
+        batches = write_batches(events, config.events, config.batch_size, hepmc_dir)
+        for batch, (path, count) in enumerate(batches):
+            pipeline.process(path, config.run, batch, count)
+            if not config.keep_hepmc:
+                path.unlink()
+        trees = pipeline.results()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    provenance = {
+        "run": config.run,
+        "seeds": seeds,
+        "seed_salt": config.seed_salt,
+        "settings": config.settings(),
+        "models": {"path": str(config.models), "sha256": model_hashes(manifest)},
+        "versions": _versions(),
+    }
+    summary = {
+        "run": config.run,
+        "skipped": False,
+        **summarise(trees, pipeline.events_loaded),
+        "ntuple": ntuple_name(config.run),
+        "seconds": round(time.monotonic() - started, 3),
+        "provenance": provenance,
+    }
+    write_ntuple(out_dir / ntuple_name(config.run), trees, provenance)
+    write_json(out_dir / SUMMARY_NAME, summary)
+    return summary

@@ -1,0 +1,213 @@
+"""Read the task spec (fcgtainer payload contract) into a typed run configuration.
+
+Parameters are flat so that each can be overridden with ``--set key=value``.
+Unknown keys are errors naming the valid ones.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .generators import PYTHIA_PROCESSES, GunSettings, PythiaSettings
+
+#: Every parameter the payload understands, with its default.
+DEFAULTS: dict[str, Any] = {
+    "run": None,
+    "events": 1000,
+    "batch_size": 500,
+    "event_type": "particle-gun",
+    "generator": "gun",
+    "gun_species": [211, 321, 2212, 13, 11],
+    "gun_p_min": 2.0,
+    "gun_p_max": 200.0,
+    "gun_eta_min": 1.8,
+    "gun_eta_max": 5.2,
+    "gun_particles": 10,
+    "pythia_process": "minbias",
+    "pythia_ecm": 13600.0,
+    "pythia_settings": [],
+    "pv_condition": "synthetic",
+    "output_format": "root",
+    "seed_salt": 0,
+    "banned_runs": [],
+    "keep_hepmc": False,
+}
+GENERATORS = ("gun", "pythia")
+OUTPUT_FORMATS = ("root",)
+PYTHIA_SEED_MAX = 900_000_000
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one task needs, validated."""
+
+    run: int
+    events: int
+    batch_size: int
+    event_type: str
+    generator: str
+    gun: GunSettings
+    pythia: PythiaSettings
+    pv_condition: str
+    output_format: str
+    seed_salt: int
+    banned_runs: tuple[int, ...]
+    keep_hepmc: bool
+    out_dir: Path
+    models: Path
+    scratch: Path | None
+
+    def seeds(self) -> dict[str, int]:
+        """Seeds of every random stream, derived from the run number (and salt)."""
+        words = np.random.SeedSequence([self.run, self.seed_salt]).generate_state(3)
+        return {
+            "generator": int(words[0] % 2**31),
+            "pythia": int(words[1] % PYTHIA_SEED_MAX) + 1,
+            "sqlamarr": int(words[2] % 2**31),
+        }
+
+    def settings(self) -> dict[str, Any]:
+        """Generator and pipeline settings, for the run's provenance record."""
+        generator: dict[str, Any]
+        if self.generator == "gun":
+            generator = {"kind": "gun", **self.gun.__dict__, "species": list(self.gun.species)}
+        else:
+            generator = {
+                "kind": "pythia",
+                "process": self.pythia.process,
+                "ecm": self.pythia.ecm,
+                "lines": self.pythia.lines(self.seeds()["pythia"]),
+            }
+        return {
+            "event_type": self.event_type,
+            "events": self.events,
+            "batch_size": self.batch_size,
+            "generator": generator,
+            "pv_condition": self.pv_condition,
+        }
+
+
+def _int(params: dict[str, Any], key: str, minimum: int) -> int:
+    value = params[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"params.{key}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _float(params: dict[str, Any], key: str) -> float:
+    value = params[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"params.{key}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _int_list(params: dict[str, Any], key: str) -> tuple[int, ...]:
+    value = params[key]
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise ConfigError(f"params.{key}: expected a list of integers, got {value!r}")
+    return tuple(value)
+
+
+def _choice(params: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    value = params[key]
+    if value not in choices:
+        raise ConfigError(f"params.{key}: {value!r} is not one of {', '.join(choices)}")
+    return str(value)
+
+
+def parse_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Merge defaults with ``params`` and reject unknown keys."""
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"params: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(DEFAULTS))}"
+        )
+    merged = {**DEFAULTS, **params}
+    if merged["run"] is None:
+        raise ConfigError("params.run: missing run number (one task per run number)")
+    return merged
+
+
+def config_from_spec(spec: dict[str, Any]) -> RunConfig:
+    """Validate a spec dictionary and return the run configuration.
+
+    Raises
+    ------
+    ConfigError
+        Naming the offending key.
+    """
+    if not isinstance(spec, dict):
+        raise ConfigError("spec: expected a JSON object")
+    for key in ("params", "out_dir"):
+        if key not in spec:
+            raise ConfigError(f"spec: missing {key!r}")
+    params = spec["params"]
+    if not isinstance(params, dict):
+        raise ConfigError("spec.params: expected an object")
+    p = parse_params(params)
+    models = (spec.get("inputs") or {}).get("models")
+    if not isinstance(models, str) or not models:
+        raise ConfigError("spec.inputs.models: missing models directory")
+    species = _int_list(p, "gun_species")
+    from .law import MASSES_GEV
+
+    bad = [s for s in species if abs(s) not in MASSES_GEV]
+    if not species or bad:
+        raise ConfigError(
+            f"params.gun_species: {bad or 'empty'}; known species {sorted(MASSES_GEV)}"
+        )
+    gun = GunSettings(
+        species=tuple(abs(s) for s in species),
+        p_min=_float(p, "gun_p_min"),
+        p_max=_float(p, "gun_p_max"),
+        eta_min=_float(p, "gun_eta_min"),
+        eta_max=_float(p, "gun_eta_max"),
+        particles=_int(p, "gun_particles", 1),
+    )
+    if not 0 < gun.p_min < gun.p_max or not gun.eta_min < gun.eta_max:
+        raise ConfigError("params.gun_*: need 0 < gun_p_min < gun_p_max, gun_eta_min < gun_eta_max")
+    settings = p["pythia_settings"]
+    if not isinstance(settings, list) or not all(isinstance(s, str) for s in settings):
+        raise ConfigError("params.pythia_settings: expected a list of strings")
+    if any("Random:" in s for s in settings):
+        raise ConfigError("params.pythia_settings: seeds come from the run number, not Random:*")
+    pythia = PythiaSettings(
+        process=_choice(p, "pythia_process", tuple(PYTHIA_PROCESSES)),
+        ecm=_float(p, "pythia_ecm"),
+        settings=tuple(settings),
+    )
+    scratch = spec.get("scratch")
+    return RunConfig(
+        run=_int(p, "run", 0),
+        events=_int(p, "events", 1),
+        batch_size=_int(p, "batch_size", 1),
+        event_type=str(p["event_type"]),
+        generator=_choice(p, "generator", GENERATORS),
+        gun=gun,
+        pythia=pythia,
+        pv_condition=str(p["pv_condition"]),
+        output_format=_choice(p, "output_format", OUTPUT_FORMATS),
+        seed_salt=_int(p, "seed_salt", 0),
+        banned_runs=_int_list(p, "banned_runs"),
+        keep_hepmc=bool(p["keep_hepmc"]),
+        out_dir=Path(spec["out_dir"]),
+        models=Path(models),
+        scratch=Path(scratch) if scratch else None,
+    )
+
+
+def load_spec(path: str | Path) -> RunConfig:
+    """Read ``spec.json`` and return the run configuration."""
+    try:
+        spec = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read spec: {exc}") from exc
+    return config_from_spec(spec)
