@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rendering rich markdown would double start-up time
 )
 sites_app = typer.Typer(help="Site profiles (sites/*.yaml).", no_args_is_help=False)
 jobs_app = typer.Typer(help="Job definitions (jobs/*/job.yaml).", no_args_is_help=False)
