@@ -146,7 +146,8 @@ def status(
     journal = Journal()
     if run is None:
         records = journal.runs()
-        views.runs_table(out, [(r, monitor.refresh(journal, r)) for r in records])
+        fresh = monitor.refresh_many(journal, records)
+        views.runs_table(out, [(r, fresh[r.id]) for r in records])
         return
     record = journal.run(run)
     if watch:

@@ -7,6 +7,7 @@ a grace period (the marker may be in flight on a shared filesystem).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -64,16 +65,43 @@ def site_of(run: RunRecord) -> Site:
 
 def refresh(journal: Journal, run: RunRecord, *, now: float | None = None) -> list[TaskRecord]:
     """Ask the scheduler once about every unfinished task of ``run`` and store the answer."""
-    tasks = journal.tasks(run.id)
-    open_tasks = [t for t in tasks if not t.status.state.terminal and t.backend_id]
-    if not open_tasks:
-        return tasks
-    backend = get_backend(site_of(run))
-    answers = backend.status([t.backend_id for t in open_tasks if t.backend_id])
+    return refresh_many(journal, [run], now=now)[run.id]
+
+
+def refresh_many(
+    journal: Journal, runs: list[RunRecord], *, now: float | None = None
+) -> dict[str, list[TaskRecord]]:
+    """Refresh several runs with ONE scheduler call per site, whatever the number of tasks."""
+    tasks = {run.id: journal.tasks(run.id) for run in runs}
+    by_site: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        if any(not t.status.state.terminal and t.backend_id for t in tasks[run.id]):
+            by_site.setdefault(json.dumps(run.manifest["site"], sort_keys=True), []).append(run)
     moment = time.time() if now is None else now
+    for site_runs in by_site.values():
+        backend = get_backend(site_of(site_runs[0]))
+        ids = [
+            t.backend_id
+            for run in site_runs
+            for t in tasks[run.id]
+            if not t.status.state.terminal and t.backend_id
+        ]
+        answers = backend.status(ids)
+        for run in site_runs:
+            updates = _merge_run(run, tasks[run.id], answers, moment)
+            if updates:
+                journal.update_states(run.id, updates)
+                tasks[run.id] = journal.tasks(run.id)
+    return tasks
+
+
+def _merge_run(
+    run: RunRecord, tasks: list[TaskRecord], answers: Mapping[str, TaskStatus], moment: float
+) -> dict[int, TaskStatus]:
     updates: dict[int, TaskStatus] = {}
-    for task in open_tasks:
-        assert task.backend_id is not None
+    for task in tasks:
+        if task.status.state.terminal or not task.backend_id:
+            continue
         seen = answers.get(task.backend_id)
         overdue = (
             seen is None
@@ -88,9 +116,7 @@ def refresh(journal: Journal, run: RunRecord, *, now: float | None = None) -> li
         )
         if status != task.status:
             updates[task.index] = status
-    if updates:
-        journal.update_states(run.id, updates)
-    return journal.tasks(run.id)
+    return updates
 
 
 def counts(tasks: list[TaskRecord]) -> Mapping[State, int]:
