@@ -104,7 +104,7 @@ def _merge_run(
             continue
         seen = answers.get(task.backend_id)
         overdue = (
-            seen is None
+            (seen is None or seen.state.terminal)
             and task.status.state is State.UNKNOWN
             and moment - task.updated > lost_grace()
         )

@@ -1,0 +1,46 @@
+"""Merging the scheduler's view with the wrapper's marker: never SUCCEEDED without it."""
+
+from __future__ import annotations
+
+import pytest
+
+from fcgtainer.monitor import merge
+from fcgtainer.states import State, TaskStatus, summarise
+
+pytestmark = pytest.mark.unit
+RUNNING = TaskStatus(State.RUNNING)
+PENDING = TaskStatus(State.PENDING)
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "marker", "overdue", "expected"),
+    [
+        (None, 0, False, State.SUCCEEDED),
+        (None, 3, False, State.FAILED),
+        (RUNNING, 0, False, State.SUCCEEDED),
+        (RUNNING, 3, False, State.RUNNING),  # a retry is running
+        (PENDING, 85, False, State.REQUEUED),  # checkpointed and requeued
+        (None, 85, False, State.REQUEUED),
+        (None, 85, True, State.FAILED),
+        (None, None, False, State.UNKNOWN),
+        (None, None, True, State.LOST),  # gone from the scheduler, no marker
+        (TaskStatus(State.SUCCEEDED), None, True, State.LOST),  # never trust absence
+        (TaskStatus(State.CANCELLED), None, False, State.CANCELLED),
+        (TaskStatus(State.HELD, reason="disk quota"), None, False, State.HELD),
+    ],
+)
+def test_merge(
+    scheduler: TaskStatus | None, marker: int | None, overdue: bool, expected: State
+) -> None:
+    assert merge(scheduler, marker, cancelled=False, overdue=overdue).state is expected
+
+
+def test_failed_keeps_exit_code() -> None:
+    status = merge(None, 3, cancelled=False, overdue=False)
+    assert status.exit_code == 3 and "3" in status.reason
+
+
+def test_summary() -> None:
+    assert summarise([State.SUCCEEDED, State.RUNNING]) is State.RUNNING
+    assert summarise([State.SUCCEEDED, State.FAILED]) is State.FAILED
+    assert summarise([State.SUCCEEDED] * 3) is State.SUCCEEDED
