@@ -1,0 +1,58 @@
+"""Command line of the payload: ``python3 -m fastcalogan {train,select,synth} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import PayloadError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fastcalogan", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train (or resume) one task, then select, export, plot")
+    t.add_argument("--spec", type=Path, required=True, help="task spec JSON (payload contract)")
+    s = sub.add_parser("select", help="score every checkpoint of a finished task, export, plot")
+    s.add_argument("--spec", type=Path, required=True, help="the spec the task was trained with")
+    g = sub.add_parser("synth", help="write a SYNTHETIC dataset in the FastCaloGAN CSV layout")
+    g.add_argument("--out", type=Path, required=True, help="root of the CSV tree")
+    g.add_argument("--particle", default="photon", help="photon, electron or pion")
+    g.add_argument("--eta-slice", type=int, nargs="+", default=[4], help="slice indices 0..99")
+    g.add_argument("--events", type=int, default=1000, help="showers per energy point")
+    g.add_argument("--seed", type=int, default=1, help="random seed")
+    g.add_argument("--energies", type=int, nargs="*", help="momentum exponents k (2**k MeV)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; payload errors become the contract's exit codes."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from .spec import load_spec
+            from .train import run
+
+            return run(load_spec(args.spec))
+        if args.command == "select":
+            from .select import select_and_export
+            from .spec import load_spec
+            from .train import load_data
+
+            cfg = load_spec(args.spec)
+            for s, data in zip(cfg.eta_slices, load_data(cfg), strict=True):
+                select_and_export(cfg, s, data)
+            return 0
+        from .layout import particle
+        from .synthetic import write_dataset
+
+        part = particle(args.particle)
+        momenta = [2**k for k in args.energies] if args.energies else None
+        paths = write_dataset(args.out, part, args.eta_slice, args.events, args.seed, momenta)
+        print(f"wrote {len(paths)} SYNTHETIC files under {args.out}")
+        return 0
+    except PayloadError as exc:
+        print(f"fastcalogan: error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
