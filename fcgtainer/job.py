@@ -266,14 +266,11 @@ def apply_overrides(job: Job, sets: Mapping[str, str]) -> tuple[Job, dict[str, l
     resources = job.resources.model_dump()
     for key, raw in sets.items():
         where = f"--set {key}"
-        if key in ("runs", "run") and (runs is not None or "run" in axes):
-            wanted = [int(v) for v in _parse_values(raw) if isinstance(v, int)]
-            if len(wanted) != len(raw.split(",")) and not _SPAN.match(raw):
-                raise ConfigError(f"{where}: run numbers must be integers", "e.g. runs=1..4")
+        if key in ("runs", "run") and "run" in axes:
             banned = set(runs.banned) if runs else set()
-            axes["run"] = sorted(set(wanted) - banned)
-        elif key.startswith("runs.banned") and runs is not None:
-            banned = {int(v) for v in _parse_values(raw) if isinstance(v, int)}
+            axes["run"] = sorted(set(_run_numbers(raw, where)) - banned)
+        elif key == "runs.banned" and "run" in axes:
+            banned = set(_run_numbers(raw, where))
             axes["run"] = [r for r in axes["run"] if r not in banned]
         elif key in axes:
             wanted_values = _parse_values(raw)
@@ -301,15 +298,28 @@ def apply_overrides(job: Job, sets: Mapping[str, str]) -> tuple[Job, dict[str, l
                 f"{where}: {job.source}: no param, matrix axis or resource named {key!r}",
                 f"valid keys: {', '.join(valid)}",
             )
-    try:
-        new_resources = Resources.model_validate(resources)
-    except Exception as exc:  # pydantic ValidationError: one clear line
-        raise ConfigError(f"--set resources: {exc}".splitlines()[0], "check the value") from None
-    updated = job.model_copy(update={"params": params, "resources": new_resources})
+    new_resources = validate(Resources, resources, "--set resources")
+    update: dict[str, Any] = {"params": params, "resources": new_resources}
+    if job.gpu_resources is not None:
+        changed = {k: v for k, v in resources.items() if v != job.resources.model_dump()[k]}
+        gpu = job.gpu_resources.model_dump() | changed
+        update["gpu_resources"] = validate(Resources, gpu, "--set resources")
+    updated = job.model_copy(update=update)
     for key, values in axes.items():
         if not values:
-            raise ConfigError(f"{job.source}: matrix axis {key!r} has no values left", "")
+            raise ConfigError(
+                f"{job.source}: {key}: no value left after the overrides",
+                "choose values that are not banned",
+            )
     return updated, axes
+
+
+def _run_numbers(raw: str, where: str) -> list[int]:
+    """Run numbers from ``1..4``, ``1,5,9`` or a mix."""
+    values = _parse_values(raw)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ConfigError(f"{where}: run numbers must be integers", "e.g. runs=1..4 or runs=1,5,9")
+    return [int(v) for v in values]
 
 
 def _short(values: Sequence[Any]) -> str:
