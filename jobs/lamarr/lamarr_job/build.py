@@ -40,8 +40,8 @@ Array = npt.NDArray[np.float64]
 
 #: Training budget; "quick" is what the tests use.
 BUDGETS: dict[str, dict[str, int]] = {
-    "quick": {"samples": 120_000, "epochs": 4, "steps": 1500},
-    "full": {"samples": 400_000, "epochs": 10, "steps": 6000},
+    "quick": {"samples": 120_000, "epochs": 12, "steps": 4000, "batch": 2048, "hidden": 48},
+    "full": {"samples": 400_000, "epochs": 20, "steps": 10000, "batch": 2048, "hidden": 64},
 }
 
 _GENERATIVE_WRAPPER = """
@@ -133,7 +133,15 @@ def _train(spec: ModelSpec, table: dict[str, Array], budget: dict[str, int], see
         y = (table["p_err"] / table["p"])[:, None]
         return training.train_regression(x, y, budget["epochs"], seed=seed)
     y = np.column_stack([table[name] for name in spec.outputs])
-    return training.train_generator(x, y, spec.n_random, budget["steps"], seed=seed)
+    return training.train_generator(
+        x,
+        y,
+        spec.n_random,
+        budget["steps"],
+        hidden=budget["hidden"],
+        batch=budget["batch"],
+        seed=seed,
+    )
 
 
 def _versions() -> dict[str, str]:

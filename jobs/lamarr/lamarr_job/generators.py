@@ -159,38 +159,50 @@ def pythia_events(settings: PythiaSettings, n_events: int, seed: int) -> Iterato
 
 
 def _from_pythia(number: int, record: Any) -> pyhepmc.GenEvent:
-    size = record.size() - 1  # entry 0 is the whole system
-    cols = np.empty((size, 8))
-    pid = np.empty(size, dtype=np.int32)
-    status = np.empty(size, dtype=np.int32)
-    parents = np.empty((size, 2), dtype=np.int32)
-    for i in range(size):
-        part = record[i + 1]
-        cols[i] = (
-            part.px(),
-            part.py(),
-            part.pz(),
-            part.m(),
-            part.xProd(),
-            part.yProd(),
-            part.zProd(),
-            part.tProd(),
+    """Convert a Pythia event record to a GenEvent (GeV, mm in; MeV, mm out).
+
+    Vertices follow the mother lists (as Pythia8ToHepMC does): a particle's
+    production vertex is the end vertex of its first mother that has one, else a
+    new vertex at its production point that all its mothers end in. Only the two
+    beam protons keep the beam status 4: SQLamarr's loader treats the end vertex
+    of every status-4 particle as primary, and diffractive sub-collisions have
+    beam-like entries of their own.
+    """
+    event = pyhepmc.GenEvent(pyhepmc.Units.GEV, pyhepmc.Units.MM)
+    event.event_number = number
+    size = record.size()
+    particles: list[Any] = [None]
+    for i in range(1, size):
+        part = record[i]
+        status = part.statusHepMC()
+        if status == 4 and i > 2:
+            status = 2
+        gen = pyhepmc.GenParticle(
+            pyhepmc.FourVector(part.px(), part.py(), part.pz(), part.e()), part.id(), status
         )
-        pid[i] = part.id()
-        status[i] = part.statusHepMC()
-        m1, m2 = part.mother1(), part.mother2()
-        parents[i] = (min(m1, m2), max(m1, m2)) if m2 > 0 else (m1, m1)
-    return _event(
-        number,
-        cols[:, 0],
-        cols[:, 1],
-        cols[:, 2],
-        cols[:, 3],
-        pid,
-        status,
-        parents,
-        cols[:, 4:8].T.copy(),
-    )
+        gen.generated_mass = part.m()
+        particles.append(gen)
+    end_vertex: dict[int, Any] = {}
+    for i in range(1, size):
+        mothers = [m for m in record[i].motherList() if m > 0]
+        if not mothers:
+            event.add_particle(particles[i])
+            continue
+        vertex = next((end_vertex[m] for m in mothers if m in end_vertex), None)
+        if vertex is None:
+            part = record[i]
+            vertex = pyhepmc.GenVertex(
+                pyhepmc.FourVector(part.xProd(), part.yProd(), part.zProd(), part.tProd())
+            )
+            event.add_vertex(vertex)
+        for m in mothers:
+            if m not in end_vertex:
+                vertex.add_particle_in(particles[m])
+                end_vertex[m] = vertex
+        vertex.add_particle_out(particles[i])
+    event.set_units(pyhepmc.Units.MEV, pyhepmc.Units.MM)
+    event.weights = [1.0]
+    return event
 
 
 def write_batches(
