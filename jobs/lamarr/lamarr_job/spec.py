@@ -109,6 +109,8 @@ def _float(params: dict[str, Any], key: str) -> float:
 
 def _int_list(params: dict[str, Any], key: str) -> tuple[int, ...]:
     value = params[key]
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]  # ``--set gun_species=321`` arrives as a scalar
     if not isinstance(value, list) or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in value
     ):
@@ -175,6 +177,8 @@ def config_from_spec(spec: dict[str, Any]) -> RunConfig:
     if not 0 < gun.p_min < gun.p_max or not gun.eta_min < gun.eta_max:
         raise ConfigError("params.gun_*: need 0 < gun_p_min < gun_p_max, gun_eta_min < gun_eta_max")
     settings = p["pythia_settings"]
+    if isinstance(settings, str):
+        settings = [settings]  # one line from ``--set pythia_settings=...``
     if not isinstance(settings, list) or not all(isinstance(s, str) for s in settings):
         raise ConfigError("params.pythia_settings: expected a list of strings")
     if any("Random:" in s for s in settings):
