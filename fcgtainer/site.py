@@ -77,6 +77,12 @@ HTCONDOR_MANAGED_KEYS = frozenset(
         "when_to_transfer_output",
         "initialdir",
         "+fcgtainerrun",
+        "+fcgtainertask",
+        "batch_name",
+        "kill_sig",
+        "retry_until",
+        "on_exit_hold_reason",
+        "transfer_executable",
     }
 )
 DEFAULT_ENV_ALLOW = ("LANG", "LC_ALL", "TZ", "TERM", "OMP_NUM_THREADS")

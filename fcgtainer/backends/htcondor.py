@@ -1,0 +1,316 @@
+"""The HTCondor backend: one cluster per run with itemdata, through the htcondor2 bindings.
+
+``htcondor2`` is imported inside the methods that talk to the pool: a SLURM-only site never
+imports it. Status reads the run's job event log first (no schedd load at all), then asks the
+schedd once for ids the log does not explain, then the history once for the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fcgtainer.backends.base import Backend
+from fcgtainer.errors import ConfigError, SubmitError
+from fcgtainer.plan import Plan
+from fcgtainer.states import (
+    EXIT_CONFIG,
+    EXIT_NO_CVMFS,
+    EXIT_NO_GPU,
+    EXIT_REQUEUE,
+    State,
+    TaskStatus,
+)
+
+EVENT_LOG = "events.log"
+INDEX_DIR = ".htcondor"  # under the site's runs dir: <cluster>.log -> RUN_DIR/events.log
+
+# JobStatus codes: https://htcondor.readthedocs.io/en/latest/classad-attributes/job-classad-attributes.html#JobStatus
+# Completed (4) is absent on purpose: only the wrapper's exit-code marker says a task succeeded.
+CONDOR_STATES: dict[int, tuple[State, str]] = {
+    1: (State.PENDING, ""),  # Idle
+    2: (State.RUNNING, ""),  # Running
+    3: (State.CANCELLED, "removed"),  # Removed
+    5: (State.HELD, "held"),  # Held (HoldReason is shown)
+    6: (State.RUNNING, "transferring output"),  # Transferring Output
+    7: (State.HELD, "suspended"),  # Suspended
+}
+# Job event log events: https://htcondor.readthedocs.io/en/latest/codes-other-values/job-event-log-codes.html
+EVENT_STATES: dict[str, tuple[State, str]] = {
+    "SUBMIT": (State.PENDING, ""),
+    "EXECUTE": (State.RUNNING, ""),
+    "JOB_EVICTED": (State.REQUEUED, "evicted"),
+    "SHADOW_EXCEPTION": (State.REQUEUED, "shadow exception"),
+    "JOB_RECONNECT_FAILED": (State.REQUEUED, "reconnect failed"),
+    "JOB_HELD": (State.HELD, "held"),
+    "JOB_RELEASED": (State.PENDING, "released"),
+    "JOB_SUSPENDED": (State.HELD, "suspended"),
+    "JOB_UNSUSPENDED": (State.RUNNING, ""),
+    "JOB_ABORTED": (State.CANCELLED, "removed"),
+    "EXECUTABLE_ERROR": (State.FAILED, "executable error"),
+    "JOB_TERMINATED": (State.UNKNOWN, "terminated"),  # left out: the marker decides
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ID = re.compile(r"^(\d+)\.(\d+)$")
+
+
+def _value(text: str, key: str) -> str:
+    """A submit-language value: ``$`` is literal (``$(DOLLAR)``), no control characters."""
+    if _CONTROL.search(text):
+        raise ConfigError(f"htcondor: {key}: control characters are not allowed", "remove them")
+    return text.replace("$", "$(DOLLAR)")
+
+
+def classad_string(text: str, key: str) -> str:
+    """A ClassAd string literal for a ``+Attribute`` (quotes and backslashes escaped)."""
+    return '"' + _value(text, key).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def arguments(argv: Iterable[str]) -> str:
+    """HTCondor's new argument syntax: each argument in single quotes, all in double quotes."""
+    quoted = []
+    for arg in argv:
+        body = arg if arg == "$(task)" else _value(arg, "arguments")
+        quoted.append("'" + body.replace("'", "''").replace('"', '""') + "'")
+    return '"' + " ".join(quoted) + '"'
+
+
+def retries(plan: Plan) -> int:
+    """Automatic retries of a failed task: the job's wish, bounded by the site."""
+    return min(plan.job.retries, plan.site.htcondor.max_retries)
+
+
+def render_submit(plan: Plan) -> dict[str, str]:
+    """The submit description of a run; tasks come as itemdata (``$(task)``)."""
+    opts = plan.site.htcondor
+    if opts.file_transfer:
+        raise ConfigError(
+            f"{plan.site.source}: htcondor.file_transfer: not supported yet",
+            "use a shared filesystem for runs_dir (file_transfer: false)",
+        )
+    run = str(plan.run_dir)
+    res = plan.resources
+    no_retry = ", ".join(str(c) for c in (EXIT_CONFIG, EXIT_NO_GPU, EXIT_NO_CVMFS))
+    desc: dict[str, str] = {
+        "+FcgtainerRun": classad_string(plan.run_id, "+FcgtainerRun"),
+        "+FcgtainerTask": "$(task)",
+        "arguments": arguments([f"{run}/wrapper.sh", run, "$(task)"]),
+        "batch_name": _value(plan.name, "batch_name"),
+        "checkpoint_exit_code": str(EXIT_REQUEUE),
+        "environment": '"FCGTAINER_ATTEMPT=$$([NumJobStarts])"',
+        "error": _value(f"{run}/tasks/", "error") + "$(task)/scheduler.err",
+        "executable": "/bin/bash",
+        "getenv": "false",
+        "initialdir": _value(run, "initialdir"),
+        "log": _value(f"{run}/{EVENT_LOG}", "log"),
+        "max_retries": str(retries(plan)),
+        "on_exit_hold": "ExitBySignal =?= true",
+        "on_exit_hold_reason": '"the job wrapper was killed by a signal"',
+        "output": _value(f"{run}/tasks/", "output") + "$(task)/scheduler.out",
+        "periodic_release": (
+            f"HoldReasonCode =!= 1 && NumJobStarts <= {retries(plan) + 1} "
+            "&& time() - EnteredCurrentStatus > 60"
+        ),
+        "request_cpus": str(res.cpus),
+        "request_memory": f"{res.memory}MB",
+        "retry_until": f"member(ExitCode, {{{no_retry}}})",
+        "should_transfer_files": "NO",
+        "transfer_executable": "false",
+        "universe": "vanilla",
+    }
+    if res.gpus > 0:
+        desc["request_gpus"] = str(res.gpus)
+    if plan.job.checkpoint.enabled:
+        desc["kill_sig"] = "SIGUSR2"  # the wrapper forwards it: the payload checkpoints
+    if opts.job_flavour:
+        desc["+JobFlavour"] = classad_string(opts.job_flavour, "+JobFlavour")
+    if opts.max_runtime:
+        desc["+MaxRuntime"] = str(opts.max_runtime)
+    if opts.requirements:
+        desc["requirements"] = opts.requirements
+    desc.update(opts.extra)
+    return dict(sorted(desc.items()))
+
+
+def itemdata(indices: Iterable[int]) -> list[dict[str, str]]:
+    """One item per task: its index."""
+    return [{"task": str(i)} for i in indices]
+
+
+def describe_submit(plan: Plan) -> str:
+    """The submit description as a submit file, with its queue statement."""
+    lines = [f"{key} = {value}" for key, value in render_submit(plan).items()]
+    tasks = ",".join(str(t.index) for t in plan.tasks)
+    return "\n".join([*lines, f"queue task in ({tasks})"]) + "\n"
+
+
+def _event_status(kind: str, event: Any) -> TaskStatus | None:
+    if kind not in EVENT_STATES:
+        return None
+    state, why = EVENT_STATES[kind]
+    if kind == "JOB_HELD":
+        why = str(event.get("HoldReason", why))
+    if kind == "JOB_TERMINATED" and not event.get("TerminatedNormally", True):
+        sig = int(event.get("TerminatedBySignal", 0))
+        return TaskStatus(State.FAILED, 128 + sig, f"killed by signal {sig}")
+    return TaskStatus(state, reason=why)
+
+
+def parse_events(events: Iterable[Any]) -> dict[str, TaskStatus]:
+    """The latest state of each job in a job event log (``cluster.proc`` -> status).
+
+    A normal termination maps to UNKNOWN here and is dropped by the caller: only the
+    wrapper's marker says whether a task succeeded.
+    """
+    out: dict[str, TaskStatus] = {}
+    for event in events:
+        kind = getattr(event.type, "name", str(event.type))
+        status = _event_status(kind, event)
+        if status is not None:
+            out[f"{event.cluster}.{event.proc}"] = status
+    return out
+
+
+def parse_ads(ads: Iterable[Any]) -> dict[str, TaskStatus]:
+    """Statuses from schedd or history job ads (ClusterId, ProcId, JobStatus, HoldReason)."""
+    out: dict[str, TaskStatus] = {}
+    for ad in ads:
+        job_id = f"{ad['ClusterId']}.{ad['ProcId']}"
+        code = int(ad.get("JobStatus", 0))
+        if code == 4:
+            continue
+        state, why = CONDOR_STATES.get(code, (State.UNKNOWN, f"JobStatus {code}"))
+        if state is State.HELD and ad.get("HoldReason"):
+            why = str(ad["HoldReason"])
+        if state is State.PENDING and int(ad.get("NumJobStarts", 0) or 0) > 0:
+            state, why = State.REQUEUED, "requeued"
+        out[job_id] = TaskStatus(state, reason=why)
+    return out
+
+
+def _constraint(ids: Sequence[str]) -> str:
+    clusters: dict[int, list[int]] = {}
+    for job_id in ids:
+        match = _ID.match(job_id)
+        if match:
+            clusters.setdefault(int(match[1]), []).append(int(match[2]))
+    parts = [
+        f"(ClusterId == {c} && member(ProcId, {{{', '.join(map(str, sorted(p)))}}}))"
+        for c, p in sorted(clusters.items())
+    ]
+    return " || ".join(parts) or "false"
+
+
+PROJECTION = ["ClusterId", "ProcId", "JobStatus", "HoldReason", "NumJobStarts", "FcgtainerTask"]
+
+
+class HTCondorBackend(Backend):
+    """HTCondor through the htcondor2 Python bindings (imported lazily)."""
+
+    name = "htcondor"
+
+    def describe(self, plan: Plan) -> str:
+        """The submit description and queue statement (for ``--dry-run``)."""
+        return describe_submit(plan)
+
+    def _schedd(self) -> Any:
+        """The schedd to talk to (tests substitute this method)."""
+        import htcondor2  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        opts = self.site.htcondor
+        if opts.schedd or opts.collector:
+            collector = htcondor2.Collector(opts.collector) if opts.collector else None
+            collector = collector or htcondor2.Collector()
+            ad = collector.locate(htcondor2.DaemonType.Schedd, opts.schedd)
+            return htcondor2.Schedd(ad)
+        return htcondor2.Schedd()
+
+    def _index(self, cluster: int | str) -> Path:
+        return self.site.runs_path / INDEX_DIR / f"{cluster}.log"
+
+    def _link(self, plan: Plan, cluster: int | str) -> None:
+        """Remember where a cluster's event log is, so that status can read it by id."""
+        link = self._index(cluster)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        link.symlink_to(plan.run_dir / EVENT_LOG)
+
+    def submit(self, plan: Plan, indices: Sequence[int] | None = None) -> dict[int, str]:
+        """One cluster with an item per chosen task; returns ``cluster.proc`` per task."""
+        import htcondor2  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        chosen = list(indices) if indices is not None else [t.index for t in plan.tasks]
+        if not chosen:
+            return {}
+        description = htcondor2.Submit(render_submit(plan))
+        result = self._schedd().submit(description, itemdata=iter(itemdata(chosen)))
+        cluster, first = int(result.cluster()), int(result.first_proc())
+        if result.num_procs() != len(chosen):
+            raise SubmitError(
+                f"htcondor: cluster {cluster} has {result.num_procs()} jobs, not {len(chosen)}",
+                "check the schedd log",
+            )
+        self._link(plan, cluster)
+        return {index: f"{cluster}.{first + n}" for n, index in enumerate(chosen)}
+
+    def find(self, plan: Plan) -> dict[int, str]:
+        """Jobs carrying this run's UUID in the queue, else in the history."""
+        schedd = self._schedd()
+        constraint = f"FcgtainerRun == {classad_string(plan.run_id, 'run')}"
+        ads = list(schedd.query(constraint=constraint, projection=PROJECTION))
+        if not ads:
+            ads = list(schedd.history(constraint=constraint, projection=PROJECTION))
+        found: dict[int, tuple[int, int]] = {}
+        for ad in ads:
+            index, cluster, proc = int(ad["FcgtainerTask"]), int(ad["ClusterId"]), int(ad["ProcId"])
+            if index not in found or found[index][0] < cluster:
+                found[index] = (cluster, proc)
+        for cluster in {c for c, _ in found.values()}:
+            self._link(plan, cluster)
+        return {i: f"{c}.{p}" for i, (c, p) in found.items()}
+
+    def status(self, ids: Sequence[str]) -> dict[str, TaskStatus]:
+        """Event log first; the schedd once for the rest; the history once for what is left."""
+        wanted = set(ids)
+        out: dict[str, TaskStatus] = {}
+        explained: set[str] = set()
+        for cluster in sorted({i.split(".")[0] for i in ids}):
+            for job_id, status in self._read_log(cluster).items():
+                if job_id in wanted:
+                    explained.add(job_id)
+                    if status.state is not State.UNKNOWN:
+                        out[job_id] = status
+        rest = [i for i in ids if i not in explained]
+        if not rest:
+            return out
+        schedd = self._schedd()
+        ads = list(schedd.query(constraint=_constraint(rest), projection=PROJECTION))
+        out.update(parse_ads(ads))
+        seen = {f"{a['ClusterId']}.{a['ProcId']}" for a in ads}
+        rest = [i for i in rest if i not in seen]
+        if rest:
+            history = schedd.history(
+                constraint=_constraint(rest), projection=PROJECTION, match=len(rest)
+            )
+            out.update(parse_ads(history))
+        return {i: s for i, s in out.items() if i in wanted}
+
+    def _read_log(self, cluster: str) -> dict[str, TaskStatus]:
+        path = self._index(cluster)
+        if not path.exists():
+            return {}
+        import htcondor2  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        with htcondor2.JobEventLog(str(path)) as log:
+            return parse_events(log.events(stop_after=0))
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        """Remove ``ids`` in one schedd action."""
+        import htcondor2  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        if ids:
+            self._schedd().act(htcondor2.JobAction.Remove, list(ids), reason="fcgtainer cancel")

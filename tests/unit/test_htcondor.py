@@ -1,0 +1,216 @@
+"""The HTCondor backend without a pool: parsers on captured logs and ads, a fake schedd."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from fcgtainer.backends.htcondor import (
+    CONDOR_STATES,
+    EVENT_STATES,
+    HTCondorBackend,
+    arguments,
+    classad_string,
+    parse_ads,
+    parse_events,
+    render_submit,
+)
+from fcgtainer.job import Job
+from fcgtainer.plan import Plan, make_plan
+from fcgtainer.site import Site
+from fcgtainer.states import State
+
+pytestmark = pytest.mark.unit
+DATA = Path(__file__).resolve().parent.parent / "data" / "htcondor"
+RUN = "11111111-2222-3333-4444-555555555555"
+
+
+def _site(tmp_path: Path, **opts: Any) -> Site:
+    return Site.model_validate(
+        {"scheduler": "htcondor", "runs_dir": str(tmp_path / "runs"), "htcondor": opts}
+    )
+
+
+def _plan(tmp_path: Path, tasks: int = 4, **job: Any) -> Plan:
+    loaded = Job.model_validate(
+        {"name": "hello", "command": ["true"], "matrix": {"n": {"range": [0, tasks]}}, **job}
+    )
+    return make_plan(loaded, _site(tmp_path), {}, RUN, runtime="native")
+
+
+class FakeSchedd:
+    """Records every call; answers queries and history from lists of ads."""
+
+    def __init__(self, queue: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
+        self.queue, self.history_ads = queue, history
+        self.calls: list[str] = []
+
+    def submit(self, description: Any, itemdata: Iterator[dict[str, str]]) -> Any:
+        self.calls.append("submit")
+        items = list(itemdata)
+        return SimpleNamespace(
+            cluster=lambda: 31, first_proc=lambda: 0, num_procs=lambda: len(items)
+        )
+
+    def query(self, constraint: str, projection: list[str]) -> list[dict[str, Any]]:
+        self.calls.append("query")
+        return self.queue
+
+    def history(self, constraint: str, projection: list[str], match: int = -1) -> Any:
+        self.calls.append("history")
+        return iter(self.history_ads)
+
+    def act(self, action: Any, ids: list[str], reason: str = "") -> None:
+        self.calls.append(f"act {len(ids)}")
+
+
+def _backend(tmp_path: Path, schedd: FakeSchedd) -> HTCondorBackend:
+    backend = HTCondorBackend(_site(tmp_path))
+    backend._schedd = lambda: schedd  # type: ignore[method-assign]
+    return backend
+
+
+def test_a_slurm_site_never_imports_htcondor() -> None:
+    """Rendering and importing the module do not load the bindings."""
+    code = (
+        "import sys, fcgtainer.backends.htcondor, fcgtainer.backends.slurm;"
+        "assert 'htcondor2' not in sys.modules and 'htcondor' not in sys.modules"
+    )
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_description_has_retries_checkpoint_and_uuid(tmp_path: Path) -> None:
+    """Bounded retries, checkpoint exit code, the run UUID as a job attribute, no getenv."""
+    desc = render_submit(_plan(tmp_path, retries=9, checkpoint={"enabled": True}))
+    assert desc["max_retries"] == "3", "the site's max_retries bounds the job's wish"
+    assert desc["checkpoint_exit_code"] == "85"
+    assert desc["kill_sig"] == "SIGUSR2"
+    assert desc["+FcgtainerRun"] == f'"{RUN}"'
+    assert desc["getenv"] == "false"
+    assert "member(ExitCode, {2, 86, 87})" in desc["retry_until"], "config errors: no retry"
+    assert "NumJobStarts" in desc["periodic_release"], "releases are bounded"
+
+
+def test_quoting_helpers() -> None:
+    """``$`` is literal, quotes are doubled in arguments and escaped in ClassAd strings."""
+    assert arguments(["a b", "it's", "$(task)"]) == "\"'a b' 'it''s' '$(task)'\""
+    assert arguments(['"', "$x"]) == "\"'\"\"' '$(DOLLAR)x'\""
+    assert classad_string('a"\\', "k") == '"a\\"\\\\"'
+
+
+def test_held_is_held_with_its_reason() -> None:
+    """HoldReason is shown; held is not failed."""
+    seen = parse_ads([{"ClusterId": 5, "ProcId": 1, "JobStatus": 5, "HoldReason": "disk full"}])
+    assert seen["5.1"].state is State.HELD and seen["5.1"].reason == "disk full"
+
+
+def test_completed_ads_say_nothing_and_requeued_idle_jobs_say_so() -> None:
+    """JobStatus 4 is left to the marker; an idle job that already ran is REQUEUED."""
+    seen = parse_ads(
+        [
+            {"ClusterId": 5, "ProcId": 0, "JobStatus": 4},
+            {"ClusterId": 5, "ProcId": 2, "JobStatus": 1, "NumJobStarts": 1},
+            {"ClusterId": 5, "ProcId": 3, "JobStatus": 3},
+        ]
+    )
+    assert "5.0" not in seen
+    assert seen["5.2"].state is State.REQUEUED
+    assert seen["5.3"].state is State.CANCELLED
+
+
+def test_state_maps_never_say_succeeded() -> None:
+    """Only the wrapper's marker says a task succeeded."""
+    states = [s for s, _ in CONDOR_STATES.values()] + [s for s, _ in EVENT_STATES.values()]
+    assert State.SUCCEEDED not in states
+
+
+def test_parse_events_on_a_captured_event_log() -> None:
+    """A real job event log: held with reason, evicted, removed, terminated."""
+    htcondor2 = pytest.importorskip("htcondor2")
+    with htcondor2.JobEventLog(str(DATA / "events.log")) as log:
+        seen = parse_events(log.events(stop_after=0))
+    assert seen
+    held = [s for s in seen.values() if s.state is State.HELD]
+    assert held and held[0].reason, "a hold carries its HoldReason"
+    assert any(s.state is State.CANCELLED for s in seen.values())
+
+
+def test_parse_events_keeps_the_latest_event() -> None:
+    """Events in order: the last one wins."""
+    kind = SimpleNamespace
+
+    def ev(name: str, **attrs: Any) -> Any:
+        return SimpleNamespace(type=kind(name=name), cluster=3, proc=0, get=attrs.get)
+
+    seen = parse_events([ev("SUBMIT"), ev("EXECUTE"), ev("JOB_HELD", HoldReason="why")])
+    assert seen["3.0"].state is State.HELD and seen["3.0"].reason == "why"
+    seen = parse_events(
+        [ev("EXECUTE"), ev("JOB_TERMINATED", TerminatedNormally=False, TerminatedBySignal=9)]
+    )
+    assert seen["3.0"].exit_code == 137
+
+
+def test_submit_is_one_cluster_with_itemdata(tmp_path: Path) -> None:
+    """300 tasks, one submit call; the event log is indexed by cluster for status."""
+    schedd = FakeSchedd([], [])
+    plan = _plan(tmp_path, 300)
+    ids = _backend(tmp_path, schedd).submit(plan)
+    assert schedd.calls == ["submit"]
+    assert ids[299] == "31.299"
+    link = plan.site.runs_path / ".htcondor" / "31.log"
+    assert link.is_symlink() and link.resolve() == (plan.run_dir / "events.log").resolve()
+
+
+def test_status_reads_the_event_log_without_asking_the_schedd(tmp_path: Path) -> None:
+    """When the log explains every id, a poll costs no scheduler call at all."""
+    htcondor2 = pytest.importorskip("htcondor2")
+    assert htcondor2
+    schedd = FakeSchedd([], [])
+    backend = _backend(tmp_path, schedd)
+    with htcondor2.JobEventLog(str(DATA / "events.log")) as log:
+        ids = sorted({f"{e.cluster}.{e.proc}" for e in log.events(stop_after=0)})
+    cluster = ids[0].split(".")[0]
+    index = backend.site.runs_path / ".htcondor"
+    index.mkdir(parents=True)
+    (index / f"{cluster}.log").symlink_to(DATA / "events.log")
+    backend.status([i for i in ids if i.startswith(cluster + ".")])
+    assert schedd.calls == []
+
+
+def test_status_without_log_is_one_query_then_one_history(tmp_path: Path) -> None:
+    """Schedd once for all ids; history once for the ones the queue no longer has."""
+    schedd = FakeSchedd(
+        [{"ClusterId": 9, "ProcId": i, "JobStatus": 2} for i in range(299)],
+        [{"ClusterId": 9, "ProcId": 299, "JobStatus": 3}],
+    )
+    out = _backend(tmp_path, schedd).status([f"9.{i}" for i in range(300)])
+    assert schedd.calls == ["query", "history"]
+    assert out["9.0"].state is State.RUNNING and out["9.299"].state is State.CANCELLED
+
+
+def test_find_by_uuid_prefers_the_newest_cluster(tmp_path: Path) -> None:
+    """After a resubmission, each task maps to its newest job."""
+    schedd = FakeSchedd(
+        [
+            {"ClusterId": 40, "ProcId": 0, "FcgtainerTask": 0},
+            {"ClusterId": 40, "ProcId": 1, "FcgtainerTask": 1},
+            {"ClusterId": 41, "ProcId": 0, "FcgtainerTask": 1},
+        ],
+        [],
+    )
+    assert _backend(tmp_path, schedd).find(_plan(tmp_path, 2)) == {0: "40.0", 1: "41.0"}
+
+
+def test_cancel_is_one_action(tmp_path: Path) -> None:
+    """Every id in one schedd action."""
+    pytest.importorskip("htcondor2")
+    schedd = FakeSchedd([], [])
+    _backend(tmp_path, schedd).cancel(["1.0", "1.1"])
+    assert schedd.calls == ["act 2"]
