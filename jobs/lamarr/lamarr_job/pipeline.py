@@ -2,9 +2,10 @@
 
 Pitfalls of SQLamarr 0.0rc7 that this driver works around (each has a test):
 
-1. ``HepMC2DataLoader.load`` re-opens the database connection after loading.
-   With ``:memory:`` the new connection is a new, empty database, so every
-   transformer then fails with "no such table". We always use a file database.
+1. An in-memory store is invisible from Python: SQLamarr bundles its own
+   libsqlite3 and Python's ``sqlite3`` module is another copy, so the
+   "shared-cache" memory database of ``SQLite3DB()`` is not shared and
+   ``db.connect()`` finds no tables. We always use a file database.
 2. ``Plugin``/``GenerativePlugin`` write to TEMPORARY tables, which only the C++
    connection sees; Python (``db.connect()``) opens another connection and does
    not. The outputs we need are copied into tables made persistent with
@@ -19,6 +20,7 @@ Pitfalls of SQLamarr 0.0rc7 that this driver works around (each has a test):
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -294,13 +296,26 @@ class LamarrPipeline:
         db = store.open()
         self.stages = build_algorithms(db, models, condition)
         algorithms = [alg for stage in self.stages.values() for alg in stage]
-        self._pipeline = SQLamarr.Pipeline(algorithms)
-        self._clean = SQLamarr.Pipeline([SQLamarr.CleanEventStore(db)])
+        self._pipeline: Any = SQLamarr.Pipeline(algorithms)
+        self._clean: Any = SQLamarr.Pipeline([SQLamarr.CleanEventStore(db)])
         self._mc: list[Columns] = []
         self._tracks: list[Columns] = []
         self._pvs: list[Columns] = []
         self._n_mc = 0
         self.events_loaded = 0
+
+    def close(self) -> None:
+        """Release the transformers before the database.
+
+        SQLamarr's connection destructor throws (and aborts the process) when
+        ``sqlite3_close`` finds statements still alive, so order matters.
+        """
+        self._pipeline = None
+        self._clean = None
+        self.stages = {}
+        gc.collect()
+        self.store.db = None
+        gc.collect()
 
     def process(self, hepmc: Path, run: int, batch: int, expected_events: int) -> None:
         """Load one batch, run the pipeline, collect the persisted tables, clean.

@@ -58,13 +58,16 @@ def generate(config: RunConfig) -> dict[str, Any]:
             events = pythia_events(config.pythia, config.events, seeds["pythia"])
         store = EventStore(work / "events.db", seeds["sqlamarr"])
         pipeline = LamarrPipeline(store, config.models, config.pv_condition)
-        hepmc_dir = out_dir / "hepmc" if config.keep_hepmc else work / "hepmc"
-        batches = write_batches(events, config.events, config.batch_size, hepmc_dir)
-        for batch, (path, count) in enumerate(batches):
-            pipeline.process(path, config.run, batch, count)
-            if not config.keep_hepmc:
-                path.unlink()
-        trees = pipeline.results()
+        try:
+            hepmc_dir = out_dir / "hepmc" if config.keep_hepmc else work / "hepmc"
+            batches = write_batches(events, config.events, config.batch_size, hepmc_dir)
+            for batch, (path, count) in enumerate(batches):
+                pipeline.process(path, config.run, batch, count)
+                if not config.keep_hepmc:
+                    path.unlink()
+            trees = pipeline.results()
+        finally:
+            pipeline.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     provenance = {
