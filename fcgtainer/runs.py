@@ -22,7 +22,7 @@ from typing import Any
 from fcgtainer import __version__, proc
 from fcgtainer.backends import get_backend
 from fcgtainer.backends.base import Backend
-from fcgtainer.errors import ConfigError, PreflightError
+from fcgtainer.errors import CommandError, ConfigError, PreflightError
 from fcgtainer.job import Job, load_job, parse_sets
 from fcgtainer.journal import Journal
 from fcgtainer.plan import Plan, Runtime, make_plan
@@ -152,7 +152,10 @@ def git_commit() -> str | None:
     here = Path(__file__).resolve().parent.parent
     if not (here / ".git").exists():
         return None
-    done = proc.run(["git", "-C", str(here), "rev-parse", "HEAD"], check=False, timeout=10)
+    try:
+        done = proc.run(["git", "-C", str(here), "rev-parse", "HEAD"], check=False, timeout=10)
+    except CommandError:  # no git on this host (compute and test nodes often lack it)
+        return None
     return done.stdout.strip() or None
 
 

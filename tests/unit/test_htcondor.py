@@ -132,14 +132,20 @@ def test_state_maps_never_say_succeeded() -> None:
 
 
 def test_parse_events_on_a_captured_event_log() -> None:
-    """A real job event log: held with reason, evicted, removed, terminated."""
+    """A real job event log (tests/data/capture_htcondor.sh): held, evicted, removed, ended."""
     htcondor2 = pytest.importorskip("htcondor2")
     with htcondor2.JobEventLog(str(DATA / "events.log")) as log:
-        seen = parse_events(log.events(stop_after=0))
-    assert seen
-    held = [s for s in seen.values() if s.state is State.HELD]
-    assert held and held[0].reason, "a hold carries its HoldReason"
-    assert any(s.state is State.CANCELLED for s in seen.values())
+        events = list(log.events(stop_after=0))
+    held_at = next(n for n, e in enumerate(events) if e.type.name == "JOB_HELD")
+    early = parse_events(events[: held_at + 1])
+    assert early["1.2"].state is State.HELD
+    assert early["1.2"].reason == "via condor_hold (by user fcg)"
+    evicted_at = next(n for n, e in enumerate(events) if e.type.name == "JOB_EVICTED")
+    assert parse_events(events[: evicted_at + 1])["1.4"].state is State.REQUEUED
+    final = parse_events(events)
+    assert final["1.2"].state is State.CANCELLED and final["1.3"].state is State.CANCELLED
+    for job in ("1.0", "1.1", "1.4"):  # ended normally: only the marker may say how
+        assert final[job].state is State.UNKNOWN
 
 
 def test_parse_events_keeps_the_latest_event() -> None:

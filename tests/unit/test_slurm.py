@@ -248,3 +248,13 @@ def test_tool_paths_come_from_the_site() -> None:
     fake = FakeSlurm({"/opt/slurm/bin/sbatch": _done("5\n")})
     _backend(fake, slurm={"sbatch": "/opt/slurm/bin/sbatch"}).submit(_plan(1))
     assert fake.tools() == ["/opt/slurm/bin/sbatch"]
+
+
+def test_parse_squeue_on_captured_collapsed_and_finished_output() -> None:
+    """Without --array squeue collapses pending tasks; finished tasks linger as COMPLETED."""
+    collapsed = parse_squeue((DATA / "squeue_collapsed.txt").read_text())
+    expanded = parse_squeue((DATA / "squeue_array.txt").read_text())
+    assert collapsed == expanded
+    finished = parse_squeue((DATA / "squeue_finished.txt").read_text())
+    assert all(s.state is not State.SUCCEEDED for s in finished.values())
+    assert State.FAILED in {s.state for s in finished.values()}
