@@ -126,7 +126,9 @@ def config_from_params(params: dict[str, Any], out_dir: Path, gpus: int = 0,
                 f"params.energies: expected a list of exponents {part.k_min}..{K_MAX}, got {ks!r}"
             )
         momenta = [2**k for k in sorted(set(ks))]
-    data = p["data"] if p["data"] is not None else (inputs or {}).get("data")
+    data = p["data"]
+    if data is None and p["dataset"] != "synthetic":  # synthetic data goes to out_dir/data
+        data = (inputs or {}).get("data")
     if p["dataset"] != "synthetic" and not data:
         raise ConfigError(f"params.data: dataset {p['dataset']} needs a data path")
     if p["dataset"] == "calochallenge" and len(slices) > 1:

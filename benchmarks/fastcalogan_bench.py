@@ -1,0 +1,251 @@
+"""FastCaloGAN training step: ours against a straightforward Keras WGAN-GP step, same run.
+
+Measures, interleaved (the machine is shared and noisy, so ratios are taken per round):
+
+- ms per iteration (5 critic steps + 1 generator step, batch 128) for photons (368 voxels)
+  and pions (533): a plain Keras ``tf.function`` step (nested GradientTape for the penalty,
+  Keras Adam) against ``fastcalogan.step.WganTrainer`` (closed-form critic gradients);
+- the achieved GFLOP/s of our step (matrix-product FLOPs it performs, counted analytically)
+  against this machine's float32 matmul rate at 128 x N x N;
+- peak memory (max RSS of a fresh process training 50 iterations);
+- packed training of K GANs: each packed GAN against the same GAN trained alone (max
+  relative weight difference), aggregate iterations/s against K single runs in a row.
+
+Usage: ``PYTHONPATH=jobs/fastcalogan python benchmarks/fastcalogan_bench.py [--rounds 5]``
+(needs ``keras`` for the baseline, which comes with tensorflow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from fastcalogan import model
+from fastcalogan.step import WganTrainer
+
+B = model.BATCH_SIZE
+N_EVENTS = 5000
+
+
+def _data(n_voxels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.exponential(0.01, (N_EVENTS, n_voxels)).astype(np.float32)
+    y = rng.uniform(0, 1, (N_EVENTS, 1)).astype(np.float32)
+    return x, y
+
+
+def step_flops(n: int) -> float:
+    """Matrix-product FLOPs of one of our iterations (see fastcalogan.model for the terms)."""
+    unit = 2.0 * B * n * n
+    gen = 2.0 * B * sum(i * o for i, o in model.GanShape(n).generator_layers())
+    per_critic_step = 27 * unit  # 8 forward, 6 input-gradient, 1 grad_x, 3 GP reverse, 9 dW
+    gen_step = 6 * unit + 3 * gen  # critic forward + input gradient, generator fwd + bwd
+    return model.CRITIC_STEPS * (per_critic_step + gen) + gen_step
+
+
+def keras_baseline(n: int, x: np.ndarray, y: np.ndarray) -> Any:
+    """A straightforward Keras WGAN-GP iteration of the same architecture, as a tf.function."""
+    import keras
+    from keras import layers
+
+    z_in, c_in = keras.Input((model.LATENT_DIM,)), keras.Input((1,))
+    h = layers.Concatenate()([z_in, c_in])
+    for units in (*model.GENERATOR_HIDDEN, n):
+        h = layers.Dense(units, activation="relu", kernel_initializer="he_uniform")(h)
+    gen = keras.Model([z_in, c_in], h)
+    x_in = keras.Input((n + 1,))
+    h = x_in
+    for _ in range(model.CRITIC_DEPTH):
+        h = layers.Dense(n, activation="relu", kernel_initializer="he_uniform")(h)
+    crit = keras.Model(x_in, layers.Dense(1, kernel_initializer="he_uniform")(h))
+    opt_g = keras.optimizers.Adam(model.LEARNING_RATE, beta_1=model.BETA1)
+    opt_d = keras.optimizers.Adam(model.LEARNING_RATE, beta_1=model.BETA1)
+    xs, ys = tf.constant(x), tf.constant(y)
+
+    @tf.function
+    def step() -> tf.Tensor:
+        for _ in range(model.CRITIC_STEPS):
+            idx = tf.random.uniform([B], 0, N_EVENTS, dtype=tf.int32)
+            real, label = tf.gather(xs, idx), tf.gather(ys, idx)
+            noise = tf.random.normal([B, model.LATENT_DIM], model.NOISE_MEAN, model.NOISE_STD)
+            with tf.GradientTape() as tape:
+                fake = gen([noise, label])
+                alpha = tf.random.uniform([B, 1])
+                inter = alpha * real + (1 - alpha) * fake
+                with tf.GradientTape() as gp_tape:
+                    gp_tape.watch(inter)
+                    d_inter = crit(tf.concat([inter, label], 1))
+                grad = gp_tape.gradient(d_inter, inter)
+                gp = model.GP_LAMBDA * tf.reduce_mean((tf.norm(grad, axis=1) - 1.0) ** 2)
+                d_loss = (tf.reduce_mean(crit(tf.concat([fake, label], 1)))
+                          - tf.reduce_mean(crit(tf.concat([real, label], 1))) + gp)
+            grads = tape.gradient(d_loss, crit.trainable_variables)
+            opt_d.apply_gradients(zip(grads, crit.trainable_variables, strict=True))
+        noise = tf.random.normal([B, model.LATENT_DIM], model.NOISE_MEAN, model.NOISE_STD)
+        with tf.GradientTape() as tape:
+            g_loss = -tf.reduce_mean(crit(tf.concat([gen([noise, label]), label], 1)))
+        grads = tape.gradient(g_loss, gen.trainable_variables)
+        opt_g.apply_gradients(zip(grads, gen.trainable_variables, strict=True))
+        return d_loss
+
+    return step
+
+
+def matmul_rate(n: int, reps: int = 40) -> float:
+    """float32 GFLOP/s of dependent 128 x n x n products (no common subexpressions)."""
+    a = tf.random.uniform((B, n))
+    w = tf.random.uniform((n, n)) * (1.0 / n)
+
+    @tf.function
+    def chain(a: tf.Tensor) -> tf.Tensor:
+        for _ in range(reps):
+            a = tf.matmul(a, w)
+        return a
+
+    chain(a).numpy()
+    t0 = time.perf_counter()
+    chain(a).numpy()
+    return 2.0 * B * n * n * reps / (time.perf_counter() - t0) / 1e9
+
+
+def _time(fn: Any, iterations: int) -> float:
+    t0 = time.perf_counter()
+    fn(iterations)
+    return (time.perf_counter() - t0) / iterations * 1e3
+
+
+def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
+    """Interleaved rounds of baseline, ours (graph), ours (XLA) and the matmul rate."""
+    x, y = _data(n, 0)
+    base = keras_baseline(n, x, y)
+    ours = WganTrainer([(x, y)], [1])
+    ours_xla = WganTrainer([(x, y)], [1], jit=True)
+
+    def run_base(k: int) -> None:
+        for _ in range(k):
+            out = base()
+        out.numpy()
+
+    def run_ours(trainer: WganTrainer) -> Any:
+        def go(k: int) -> None:
+            for _ in range(k // 10):
+                trainer.train(10)
+        return go
+
+    runners = {"keras": run_base, "ours": run_ours(ours), "ours_xla": run_ours(ours_xla)}
+    for fn in runners.values():
+        fn(10)
+    rows: dict[str, list[float]] = {k: [] for k in [*runners, "matmul_gflops"]}
+    for _ in range(rounds):
+        for key, fn in runners.items():
+            rows[key].append(_time(fn, iterations))
+        rows["matmul_gflops"].append(matmul_rate(n))
+    flops = step_flops(n)
+    speedup = [b / o for b, o in zip(rows["keras"], rows["ours"], strict=True)]
+    speedup_xla = [b / o for b, o in zip(rows["keras"], rows["ours_xla"], strict=True)]
+    eff = [flops / (o * 1e-3) / 1e9 / m
+           for o, m in zip(rows["ours"], rows["matmul_gflops"], strict=True)]
+    med = statistics.median
+    return {
+        "voxels": n, "rounds": rounds, "iterations_per_round": iterations,
+        "keras_ms": med(rows["keras"]), "ours_ms": med(rows["ours"]),
+        "ours_xla_ms": med(rows["ours_xla"]),
+        "speedup": med(speedup), "speedup_xla": med(speedup_xla),
+        "gflop_per_iteration": flops / 1e9,
+        "ours_gflops": flops / (med(rows["ours"]) * 1e-3) / 1e9,
+        "matmul_gflops": med(rows["matmul_gflops"]), "efficiency": med(eff),
+        "raw": rows,
+    }
+
+
+def packed_check(k: int, n: int, iterations: int) -> dict[str, Any]:
+    """K GANs packed against the same K trained one after another, same keys."""
+    data = [_data(n, 100 + i) for i in range(k)]
+    keys = [1000 + i for i in range(k)]
+    packed = WganTrainer(data, keys, packed=True)
+    packed.train(2)  # compile
+    packed.load_state({**{n_: np.stack([model.initial_parameters(n, kk)[n_] for kk in keys])
+                          for n_ in packed.params},
+                       **{s: np.zeros_like(v.numpy()) for s, v in packed.slots.items()},
+                       "iteration": 0, "d_updates": 0, "g_updates": 0})
+    t0 = time.perf_counter()
+    packed.train(iterations)
+    t_packed = time.perf_counter() - t0
+    worst, t_single = 0.0, 0.0
+    for i in range(k):
+        single = WganTrainer([data[i]], [keys[i]])
+        single.train(1)
+        single.load_state({**{n_: v for n_, v in model.initial_parameters(n, keys[i]).items()},
+                           **{s: np.zeros_like(v.numpy()) for s, v in single.slots.items()},
+                           "iteration": 0, "d_updates": 0, "g_updates": 0})
+        t0 = time.perf_counter()
+        single.train(iterations)
+        t_single += time.perf_counter() - t0
+        for name, var in single.params.items():
+            a, b = var.numpy(), packed.params[name].numpy()[i]
+            worst = max(worst, float(np.abs(a - b).max() / (np.abs(a).max() + 1e-12)))
+    return {"k": k, "voxels": n, "iterations": iterations, "max_rel_weight_diff": worst,
+            "packed_it_per_s": k * iterations / t_packed,
+            "sequential_it_per_s": k * iterations / t_single}
+
+
+def peak_memory(n: int, which: str) -> float:
+    """Max RSS (MiB) of a fresh process that trains 50 iterations."""
+    out = subprocess.run([sys.executable, __file__, "--memory", which, str(n)],
+                         capture_output=True, text=True, check=True, env=os.environ.copy())
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _memory_child(which: str, n: int) -> None:
+    x, y = _data(n, 0)
+    if which == "keras":
+        step = keras_baseline(n, x, y)
+        for _ in range(50):
+            step()
+    else:
+        WganTrainer([(x, y)], [1]).train(50)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+
+
+def main() -> None:
+    """Run every measurement and print a JSON report plus a markdown table."""
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--iterations", type=int, default=30)
+    p.add_argument("--pack", type=int, default=10)
+    p.add_argument("--pack-iterations", type=int, default=20)
+    p.add_argument("--memory", nargs=2, metavar=("WHICH", "N"), help=argparse.SUPPRESS)
+    p.add_argument("--json", help="also write the report here")
+    args = p.parse_args()
+    if args.memory:
+        _memory_child(args.memory[0], int(args.memory[1]))
+        return
+    report: dict[str, Any] = {"tensorflow": tf.__version__, "cpus": os.cpu_count()}
+    report["step"] = [compare(n, args.rounds, args.iterations) for n in (368, 533)]
+    report["memory_mib"] = {f"{w}_{n}": peak_memory(n, w)
+                            for n in (368, 533) for w in ("keras", "ours")}
+    report["packed"] = packed_check(args.pack, 368, args.pack_iterations)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    print(json.dumps({k: v for k, v in report.items() if k != "step"}, indent=1))
+    print("\n| voxels | Keras ms/it | ours ms/it | speedup | ours XLA ms/it | speedup XLA "
+          "| GFLOP/it | ours GFLOP/s | matmul GFLOP/s | efficiency |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in report["step"]:
+        print(f"| {r['voxels']} | {r['keras_ms']:.1f} | {r['ours_ms']:.1f} | {r['speedup']:.2f}x "
+              f"| {r['ours_xla_ms']:.1f} | {r['speedup_xla']:.2f}x | {r['gflop_per_iteration']:.2f}"
+              f" | {r['ours_gflops']:.0f} | {r['matmul_gflops']:.0f} | {r['efficiency']:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
