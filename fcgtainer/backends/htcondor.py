@@ -16,6 +16,7 @@ from typing import Any
 from fcgtainer.backends.base import Backend
 from fcgtainer.errors import ConfigError, SubmitError
 from fcgtainer.plan import Plan
+from fcgtainer.proc import CommandTimeout
 from fcgtainer.states import (
     EXIT_CONFIG,
     EXIT_NO_CVMFS,
@@ -247,7 +248,14 @@ class HTCondorBackend(Backend):
         if not chosen:
             return {}
         description = htcondor2.Submit(render_submit(plan))
-        result = self._schedd().submit(description, itemdata=iter(itemdata(chosen)))
+        try:
+            result = self._schedd().submit(description, itemdata=iter(itemdata(chosen)))
+        except htcondor2.HTCondorException as exc:
+            # the schedd may have queued the cluster before the answer was lost: the caller
+            # reconciles by UUID (find) exactly as after a timed-out sbatch
+            raise CommandTimeout(
+                ["htcondor2.Schedd.submit", plan.name], -1, stderr=str(exc)
+            ) from exc
         cluster, first = int(result.cluster()), int(result.first_proc())
         if result.num_procs() != len(chosen):
             raise SubmitError(
