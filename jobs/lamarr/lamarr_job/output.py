@@ -13,7 +13,8 @@ import numpy.typing as npt
 
 Columns = dict[str, npt.NDArray[Any]]
 
-#: Columns stored as integers in the nTuple; everything else is float64.
+#: Columns stored as integers in the nTuple; everything else is float32 (the
+#: event store holds generator momenta as C floats already).
 INTEGER_COLUMNS = frozenset(
     {"mcparticle_id", "genevent_id", "evt", "pid", "charge", "accepted", "reconstructed", "mc_key"}
 )
@@ -21,14 +22,14 @@ INTEGER_COLUMNS = frozenset(
 
 def _typed(columns: Columns) -> Columns:
     return {
-        name: values.astype(np.int64) if name in INTEGER_COLUMNS else values.astype(np.float64)
+        name: values.astype(np.int64) if name in INTEGER_COLUMNS else values.astype(np.float32)
         for name, values in columns.items()
         if name not in ("mcparticle_id", "genevent_id")  # per-batch ids, meaningless later
     }
 
 
 def write_ntuple(path: Path, trees: dict[str, Columns], provenance: dict[str, Any]) -> None:
-    """Write one TTree per table and the provenance as a JSON string.
+    """Write one TTree per table and the provenance as a JSON string (TObjString).
 
     The file is written beside its final name and renamed, so a crash never
     leaves a truncated nTuple under the final name.
@@ -38,9 +39,12 @@ def write_ntuple(path: Path, trees: dict[str, Columns], provenance: dict[str, An
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        with uproot.recreate(tmp) as root:
+        # TTrees (mktree), readable by every ROOT version; uproot >= 5.7 would
+        # write RNTuples on plain assignment. zlib level 1: a fraction of the
+        # default level's CPU for a slightly larger file.
+        with uproot.recreate(tmp, compression=uproot.ZLIB(1)) as root:
             for name, columns in trees.items():
-                root[name] = _typed(columns)
+                root.mktree(name, _typed(columns))
             root["provenance"] = json.dumps(provenance, sort_keys=True)
         os.replace(tmp, path)
     except BaseException:

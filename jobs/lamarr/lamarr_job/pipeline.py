@@ -16,11 +16,15 @@ Pitfalls of SQLamarr 0.0rc7 that this driver works around (each has a test):
    those of the last (short) batch.
 4. ``CleanEventStore`` also empties ``sqlite_sequence``, so ids restart with
    every batch: truth links are resolved per batch into global row indices.
+5. ``SQLite3DB.connect()`` opens a shared-cache Python connection and never
+   closes it; a later store on the same path then joins the stale cache and
+   reads old data. We read through our own read-only connection, closed after
+   every batch.
 """
 
 from __future__ import annotations
 
-import gc
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +55,26 @@ MC_COLUMNS: tuple[str, ...] = (
     "x_ctb",
     "y_ctb",
     "log10_p",
+    "acceptance",
+    "efficiency",
+    "accepted",
+    "reconstructed",
+)
+#: Columns of the truth table that go to the nTuple (the rest are pipeline internals).
+MC_OUTPUT: tuple[str, ...] = (
+    "mcparticle_id",
+    "evt",
+    "pid",
+    "charge",
+    "p",
+    "eta",
+    "phi",
+    "tx",
+    "ty",
+    "x0",
+    "y0",
+    "z0",
+    "z_ctb",
     "acceptance",
     "efficiency",
     "accepted",
@@ -186,9 +210,13 @@ class EventStore:
 
         SQLamarr.HepMC2DataLoader(self.db).load(str(hepmc), run, batch)
 
+    def reader(self) -> contextlib.closing[sqlite3.Connection]:
+        """A read-only Python connection (no shared cache), closed on exit (pitfall 5)."""
+        return contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True))
+
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a read query through a Python connection (sees persistent tables only)."""
-        with self.db.connect() as conn:
+        with self.reader() as conn:
             return list(conn.execute(sql).fetchall())
 
 
@@ -308,14 +336,13 @@ class LamarrPipeline:
         """Release the transformers before the database.
 
         SQLamarr's connection destructor throws (and aborts the process) when
-        ``sqlite3_close`` finds statements still alive, so order matters.
+        ``sqlite3_close`` finds statements still alive, so order matters (the
+        wrappers hold no reference cycles: dropping them frees them at once).
         """
         self._pipeline = None
         self._clean = None
         self.stages = {}
-        gc.collect()
         self.store.db = None
-        gc.collect()
 
     def process(self, hepmc: Path, run: int, batch: int, expected_events: int) -> None:
         """Load one batch, run the pipeline, collect the persisted tables, clean.
@@ -331,13 +358,13 @@ class LamarrPipeline:
         self._clean.execute()
 
     def _collect(self, expected_events: int, hepmc: Path) -> None:
-        with self.store.db.connect() as conn:
+        with self.store.reader() as conn:
             (n_events,) = conn.execute("SELECT COUNT(*) FROM GenEvents").fetchone()
             if n_events != expected_events:
                 raise RuntimeError(
                     f"{hepmc}: {n_events} events in the store, {expected_events} written"
                 )
-            mc = _fetch(conn, "MCTracks", MC_COLUMNS)
+            mc = _fetch(conn, "MCTracks", MC_OUTPUT)
             tracks = _fetch(conn, "Tracks", TRACK_COLUMNS)
             pvs = _fetch(
                 conn,
@@ -377,7 +404,7 @@ class LamarrPipeline:
             return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
 
         return {
-            "MCTracks": cat(self._mc, (*MC_COLUMNS, "mc_key")),
+            "MCTracks": cat(self._mc, (*MC_OUTPUT, "mc_key")),
             "Tracks": cat(self._tracks, (*TRACK_COLUMNS, "mc_key")),
             "PVs": cat(self._pvs, PV_COLUMNS),
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -21,6 +22,21 @@ SUMMARY_NAME = "summary.json"
 def ntuple_name(run: int) -> str:
     """File name of a run's nTuple."""
     return f"lamarr_run{run:06d}.root"
+
+
+def work_base(config: RunConfig) -> Path:
+    """Where the event store and the HepMC batches live while a run is processed.
+
+    The node-local scratch if the site gives one, else ``/dev/shm`` (SQLite's
+    fsyncs cost nothing on tmpfs; the files hold one batch at a time), else the
+    output directory.
+    """
+    if config.scratch is not None:
+        return config.scratch
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return config.out_dir
 
 
 def _versions() -> dict[str, str]:
@@ -50,7 +66,7 @@ def generate(config: RunConfig) -> dict[str, Any]:
     manifest = validate_models_dir(config.models)
     seeds = config.seeds()
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="lamarr-", dir=config.scratch or out_dir))
+    work = Path(tempfile.mkdtemp(prefix="lamarr-", dir=work_base(config)))
     try:
         if config.generator == "gun":
             events = gun_events(config.gun, config.events, seeds["generator"])

@@ -1,0 +1,202 @@
+"""Lamarr payload throughput and driver overhead, side by side in one run.
+
+Measures, on one core (SQLamarr and Pythia are single-threaded):
+
+- particle gun + full pipeline: events/s (generation, HepMC writing, SQLamarr
+  pipeline, reading back, nTuple writing);
+- Pythia 8 minimum bias + full pipeline: the same, with the split between
+  Pythia, the HepMC conversion/writing and the pipeline;
+- driver overhead: our ``LamarrPipeline`` (load, execute, event-count check,
+  reading the persisted tables, cleaning, nTuple writing) against the bare
+  SQLamarr pipeline (load, the same algorithms, clean) on the same HepMC files,
+  alternating the two, median of ``--repeat`` rounds.
+
+Usage::
+
+    PYTHONPATH=jobs/lamarr python benchmarks/lamarr_bench.py --models DIR [--json out.json]
+
+Without ``--models`` a quick model set is built first (about a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs" / "lamarr"))
+
+from lamarr_job.generators import (
+    GunSettings,
+    PythiaSettings,
+    gun_events,
+    pythia_events,
+    write_batches,
+)
+from lamarr_job.output import write_ntuple
+from lamarr_job.pipeline import EventStore, LamarrPipeline, bare_pipeline
+
+PUBLISHED = {
+    "Geant4 detailed": "~2500 HS06.s/event",
+    "Pythia8 + Lamarr": "~500 HS06.s/event (generation dominates)",
+    "particle gun + Lamarr": "~1 HS06.s/event",
+}
+
+
+class Clock:
+    """Accumulate wall and CPU time of a code section."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def timed(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` and add its wall and CPU time."""
+        w, c = time.perf_counter(), time.process_time()
+        result = fn()
+        self.wall += time.perf_counter() - w
+        self.cpu += time.process_time() - c
+        return result
+
+
+def _timed_events(events: Iterator[Any], clock: Clock, first: Clock) -> Iterator[Any]:
+    """Time the generator; the first event (which includes initialisation) apart."""
+    current = first
+    while True:
+        try:
+            yield current.timed(lambda: next(events))
+        except StopIteration:
+            return
+        current = clock
+
+
+def full_chain(
+    kind: str, n_events: int, batch_size: int, models: Path, work: Path
+) -> dict[str, Any]:
+    """Generation + HepMC + pipeline + nTuple, timed per stage."""
+    gen_clock, init_clock, write_clock, pipe_clock = Clock(), Clock(), Clock(), Clock()
+    if kind == "gun":
+        events = gun_events(GunSettings(), n_events, seed=1)
+    else:
+        events = pythia_events(PythiaSettings(), n_events, seed=1)
+    store = EventStore(work / f"{kind}.db", seed=1)
+    pipeline = LamarrPipeline(store, models, "synthetic")
+    batches = write_batches(
+        _timed_events(events, gen_clock, init_clock), n_events, batch_size, work / f"{kind}-hepmc"
+    )
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    files: list[Path] = []
+    while True:
+        try:
+            path, count = write_clock.timed(lambda: next(batches))
+        except StopIteration:
+            break
+        files.append(path)
+        pipe_clock.timed(lambda p=path, c=count, b=len(files): pipeline.process(p, 0, b, c))
+    trees = pipe_clock.timed(pipeline.results)
+    pipe_clock.timed(lambda: write_ntuple(work / f"{kind}.root", trees, {"bench": kind}))
+    wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    pipeline.close()
+    # write_clock includes the time spent pulling events from the generator.
+    write_clock.wall -= gen_clock.wall + init_clock.wall
+    write_clock.cpu -= gen_clock.cpu + init_clock.cpu
+    cpu -= init_clock.cpu
+    particles = len(trees["MCTracks"]["p"])
+    return {
+        "events": n_events,
+        "first_event_with_initialisation_s": round(init_clock.cpu, 3),
+        "charged_particles_per_event": particles / n_events,
+        "tracks_per_event": len(trees["Tracks"]["p"]) / n_events,
+        "events_per_s_per_core": (n_events - 1) / cpu,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "ms_per_event": {
+            "generator": 1e3 * gen_clock.cpu / n_events,
+            "hepmc_conversion_and_write": 1e3 * write_clock.cpu / n_events,
+            "lamarr_pipeline": 1e3 * pipe_clock.cpu / n_events,
+        },
+        "files": files,
+    }
+
+
+def overhead(files: list[Path], models: Path, work: Path, repeat: int) -> dict[str, Any]:
+    """Median CPU time of our driver and of the bare SQLamarr pipeline on ``files``."""
+    bare_times: list[float] = []
+    driver_times: list[float] = []
+    for round_ in range(repeat):
+        store = EventStore(work / f"bare{round_}.db", seed=1)
+        run = bare_pipeline(store, models, "synthetic")
+        start = time.process_time()
+        for batch, path in enumerate(files):
+            run(path, batch)
+        bare_times.append(time.process_time() - start)
+        del run
+        store.db = None
+
+        store = EventStore(work / f"driver{round_}.db", seed=1)
+        pipeline = LamarrPipeline(store, models, "synthetic")
+        counts = [_count_events(path) for path in files]
+        start = time.process_time()
+        for batch, (path, count) in enumerate(zip(files, counts, strict=True)):
+            pipeline.process(path, 0, batch, count)
+        write_ntuple(work / f"driver{round_}.root", pipeline.results(), {"bench": "overhead"})
+        driver_times.append(time.process_time() - start)
+        pipeline.close()
+    bare, driver = statistics.median(bare_times), statistics.median(driver_times)
+    return {
+        "bare_sqlamarr_cpu_s": round(bare, 4),
+        "driver_cpu_s": round(driver, 4),
+        "overhead_percent": round(100 * (driver - bare) / bare, 2),
+        "rounds": repeat,
+    }
+
+
+def _count_events(path: Path) -> int:
+    with path.open() as handle:
+        return sum(1 for line in handle if line.startswith("E "))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement and print a table (and JSON with ``--json``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, help="models directory (built if omitted)")
+    parser.add_argument("--gun-events", type=int, default=3000)
+    parser.add_argument("--pythia-events", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with tempfile.TemporaryDirectory(prefix="lamarr-bench-") as tmp:
+        work = Path(tmp)
+        models = args.models
+        if models is None:
+            from lamarr_job.build import build_models
+
+            models = work / "models"
+            build_models(models, budget="quick")
+        gun = full_chain("gun", args.gun_events, args.batch_size, models, work)
+        pythia = full_chain("pythia", args.pythia_events, args.batch_size // 5, models, work)
+        results = {
+            "particle_gun_full_chain": gun,
+            "pythia_minbias_full_chain": pythia,
+            "driver_overhead_gun": overhead(gun.pop("files"), models, work, args.repeat),
+            "driver_overhead_pythia": overhead(pythia.pop("files"), models, work, args.repeat),
+            "published_lamarr_costs": PUBLISHED,
+            "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        }
+    print(json.dumps(results, indent=2, default=float))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
