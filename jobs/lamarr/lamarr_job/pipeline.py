@@ -410,22 +410,32 @@ class LamarrPipeline:
         }
 
 
-def bare_pipeline(store: EventStore, models: Path, condition: str) -> Callable[[Path, int], None]:
+def bare_pipeline(
+    store: EventStore,
+    models: Path,
+    condition: str,
+    readout: Callable[[EventStore], object] | None = None,
+) -> Callable[[Path, int], None]:
     """Return ``f(hepmc, batch)``: the same SQLamarr algorithms, nothing else.
 
     The baseline for the driver-overhead benchmark: load, execute, clean, with no
-    event-count check, no reading back and no output file.
+    event-count check, no truth links and no output file. ``readout`` (called
+    between execution and cleaning) lets a benchmark add the bare minimum a
+    user needs to get the data out of SQLite.
     """
     import SQLamarr
 
     db = store.open()
     stages = build_algorithms(db, models, condition)
     algorithms = [alg for stage in stages.values() for alg in stage]
-    pipeline = SQLamarr.Pipeline([*algorithms, SQLamarr.CleanEventStore(db)])
+    pipeline = SQLamarr.Pipeline(algorithms)
+    clean = SQLamarr.Pipeline([SQLamarr.CleanEventStore(db)])
 
     def run(hepmc: Path, batch: int) -> None:
         store.load(hepmc, 0, batch)
         pipeline.execute()
+        if readout is not None:
+            readout(store)
+        clean.execute()
 
-    run.algorithms = algorithms  # type: ignore[attr-defined]
     return run

@@ -158,7 +158,7 @@ def train_generator(
     def _norm(d: Any) -> Any:
         return tf.sqrt(tf.reduce_sum(d * d, axis=1) + 1e-12)
 
-    @tf.function
+    @tf.function  # type: ignore[untyped-decorator]
     def step() -> Any:
         idx = gen.uniform((batch,), 0, n, dtype=tf.int64)
         c = tf.gather(cs, idx)
