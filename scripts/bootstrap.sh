@@ -18,8 +18,13 @@ stamp="$VENV/.fcgtainer-installed-$1"
 # reinstall only when the dependency list changed
 want=$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[$1]"
+    echo "installing fcgtainer[$1] into $VENV (log: $VENV/pip.log) ..."
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+           "$VENV/bin/python" -m pip install -e "$ROOT[$1]"; } > "$VENV/pip.log" 2>&1; then
+        tail -20 "$VENV/pip.log" >&2
+        echo "pip install failed: see $VENV/pip.log" >&2
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
