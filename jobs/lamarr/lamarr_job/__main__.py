@@ -55,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     except LamarrError as exc:
         print(f"lamarr_job: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        # The wrong image or interpreter: retrying on the same node cannot help.
+        print(
+            f"lamarr_job: error: {exc}; install jobs/lamarr/requirements.txt "
+            "(requirements-build.txt for build-models) in the job's environment",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     return 0
 
 
