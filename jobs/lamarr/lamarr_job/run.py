@@ -17,6 +17,7 @@ from .pipeline import EventStore, LamarrPipeline
 from .spec import RunConfig
 
 SUMMARY_NAME = "summary.json"
+SHM_MIN_FREE = 1 << 30
 
 
 def ntuple_name(run: int) -> str:
@@ -28,13 +29,18 @@ def work_base(config: RunConfig) -> Path:
     """Where the event store and the HepMC batches live while a run is processed.
 
     The node-local scratch if the site gives one, else ``/dev/shm`` (SQLite's
-    fsyncs cost nothing on tmpfs; the files hold one batch at a time), else the
+    fsyncs cost nothing on tmpfs; the files hold one batch at a time) when it
+    has ``SHM_MIN_FREE`` bytes free (containers may give a 64 MiB one), else the
     output directory.
     """
     if config.scratch is not None:
         return config.scratch
     shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+    if (
+        shm.is_dir()
+        and os.access(shm, os.W_OK | os.X_OK)
+        and shutil.disk_usage(shm).free >= SHM_MIN_FREE
+    ):
         return shm
     return config.out_dir
 
