@@ -5,14 +5,15 @@ from __future__ import annotations
 import getpass
 import importlib.util
 import os
+import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from fcgtainer import proc
 from fcgtainer.errors import CommandError
+from fcgtainer.site import Site
 
 Status = Literal["ok", "warn", "fail", "info"]
 
@@ -29,11 +30,9 @@ class Check:
 
 def probe_path(path: str, timeout: float) -> Literal["ok", "missing", "hung"]:
     """Look at a path in a killable subprocess: a hung automount must not hang the CLI."""
-    try:
-        done = subprocess.run(["ls", "-d", path], capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return "hung"
-    return "ok" if done.returncode == 0 else "missing"
+    from fcgtainer.cvmfs import probe
+
+    return probe(path, timeout)
 
 
 def check_apptainer(binary: str) -> Check:
@@ -50,14 +49,22 @@ def check_apptainer(binary: str) -> Check:
         version = proc.run([path, "--version"], timeout=20).stdout.strip()
     except CommandError as exc:
         return Check("apptainer", "fail", exc.message, "check the Apptainer installation")
+    numbers = re.findall(r"\d+", version)
+    if len(numbers) >= 2 and (int(numbers[0]), int(numbers[1])) < (1, 1):
+        return Check(
+            "apptainer",
+            "fail",
+            f"{version} ({path})",
+            "fcgtainer needs Apptainer >= 1.1 (--no-eval); load a newer module",
+        )
     return Check("apptainer", "ok", f"{version} ({path})")
 
 
-def check_userns() -> Check:
+def check_userns(proc_sys: Path = Path("/proc/sys")) -> Check:
     """Unprivileged user namespaces (for --fakeroot builds and cvmfsexec)."""
-    max_ns = Path("/proc/sys/user/max_user_namespaces")
+    max_ns = proc_sys / "user" / "max_user_namespaces"
     value = max_ns.read_text().strip() if max_ns.exists() else "?"
-    clone = Path("/proc/sys/kernel/unprivileged_userns_clone")
+    clone = proc_sys / "kernel" / "unprivileged_userns_clone"
     if value == "0" or (clone.exists() and clone.read_text().strip() == "0"):
         return Check(
             "user namespaces",
@@ -68,10 +75,10 @@ def check_userns() -> Check:
     return Check("user namespaces", "ok", f"max_user_namespaces={value}")
 
 
-def check_subuid() -> Check:
+def check_subuid(etc: Path = Path("/etc")) -> Check:
     """A subordinate uid range for --fakeroot."""
     user = getpass.getuser()
-    for name in ("/etc/subuid", "/etc/subgid"):
+    for name in (str(etc / "subuid"), str(etc / "subgid")):
         try:
             lines = Path(name).read_text().splitlines()
         except FileNotFoundError:
@@ -104,6 +111,34 @@ def check_fuse() -> Check:
         "not usable by this user",
         "images will be unpacked once per node to scratch; cvmfsexec cannot run",
     )
+
+
+def check_image_mode(unpack: str = "auto") -> Check:
+    """How tasks will see the image: mounted (FUSE + squashfuse) or unpacked once per node."""
+    fuse = Path("/dev/fuse")
+    fuse_ok = fuse.exists() and os.access(fuse, os.R_OK | os.W_OK)
+    squash = shutil.which("squashfuse_ll") or shutil.which("squashfuse")
+    if unpack == "always" or (unpack == "auto" and not (fuse_ok and squash)):
+        why = (
+            "site says always"
+            if unpack == "always"
+            else ("/dev/fuse not usable" if not fuse_ok else "squashfuse missing")
+        )
+        return Check(
+            "image mode",
+            "info",
+            f"unpacked once per node into scratch ({why})",
+            "the first task on a node unpacks the image (minutes for GB images); "
+            "later tasks reuse it",
+        )
+    if unpack == "never" and not (fuse_ok and squash):
+        return Check(
+            "image mode",
+            "warn",
+            "SIF mounted, but FUSE/squashfuse are not usable: Apptainer unpacks on every exec",
+            "set apptainer.unpack: auto in the site profile",
+        )
+    return Check("image mode", "ok", f"SIF mounted with FUSE ({squash})")
 
 
 def check_tool(name: str, what: str, fix: str) -> Check:
@@ -153,13 +188,51 @@ def run_checks(site_ref: str | None) -> list[Check]:
             "mount a SIF without unpacking",
             "install squashfuse, or images are unpacked to scratch",
         ),
-        check_tool(site.slurm.sbatch, "SLURM", "only needed on SLURM sites"),
-        check_tool("condor_submit", "HTCondor", "only needed on HTCondor sites"),
-        check_htcondor_bindings(),
-        check_gpus(),
+        check_image_mode(site.apptainer.unpack),
     ]
-    repos = site.cvmfs.repositories or {"sft.cern.ch": "host"}
-    for repo, mode in repos.items():
+    needed = site_ref is not None
+    if site_ref is None or site.scheduler == "slurm":
+        for tool in (site.slurm.sbatch, site.slurm.squeue, site.slurm.sacct, site.slurm.scancel):
+            checks.append(required(check_tool(tool, "SLURM", "only needed on SLURM sites"), needed))
+    if site_ref is None or site.scheduler == "htcondor":
+        for tool in ("condor_submit", "condor_q", "condor_rm"):
+            check = check_tool(tool, "HTCondor", "only needed on HTCondor sites")
+            checks.append(required(check, needed))
+        checks.append(required(check_htcondor_bindings(), needed))
+    checks.append(check_gpus())
+    if site.gpus.count and checks[-1].status != "ok":
+        checks[-1] = Check(
+            "GPUs",
+            "warn",
+            checks[-1].detail,
+            "GPU tasks exit 86 where no GPU is visible; run doctor on a compute node",
+        )
+    checks += check_cvmfs(site)
+    return checks
+
+
+def required(check: Check, needed: bool) -> Check:
+    """A missing tool the site's scheduler needs is a failure, not a note."""
+    if not needed or check.status != "info":
+        return check
+    return Check(
+        check.name,
+        "fail",
+        check.detail,
+        "run on the site's login node, or load the scheduler's module / install it",
+    )
+
+
+def check_cvmfs(site: Site) -> list[Check]:
+    """Each CVMFS repository: mounted, missing (and cvmfsexec usable?), or hung."""
+    from fcgtainer.cvmfs import find_cvmfsexec, repositories
+
+    checks = []
+    missing = []
+    for repo, mode in repositories(site).items():
+        if mode == "none":
+            checks.append(Check(f"/cvmfs/{repo}", "info", "not used (site mode: none)"))
+            continue
         state = probe_path(f"/cvmfs/{repo}", site.cvmfs.probe_timeout)
         if state == "ok":
             checks.append(Check(f"/cvmfs/{repo}", "ok", f"mounted (site mode: {mode})"))
@@ -168,12 +241,26 @@ def run_checks(site_ref: str | None) -> list[Check]:
                 Check(
                     f"/cvmfs/{repo}",
                     "fail",
-                    f"no answer in {site.cvmfs.probe_timeout:.0f} s (hung automount)",
+                    f"no answer in {site.cvmfs.probe_timeout:g} s (hung automount)",
                     "ask the admins to check autofs/cvmfs on this node",
                 )
             )
         else:
-            fix = "" if mode != "host" else "set the repository to cvmfsexec in the site profile"
-            status: Status = "warn" if mode == "host" else "info"
-            checks.append(Check(f"/cvmfs/{repo}", status, f"not mounted (site mode: {mode})", fix))
+            missing.append(repo)
+            fix = "" if mode != "host" else "tasks fall back to cvmfsexec (site cvmfs.cvmfsexec)"
+            checks.append(Check(f"/cvmfs/{repo}", "info", f"not mounted (site mode: {mode})", fix))
+    if missing:
+        exe = find_cvmfsexec(site)
+        if exe is None:
+            checks.append(
+                Check(
+                    "cvmfsexec",
+                    "warn",
+                    f"{site.cvmfs.cvmfsexec.path}: not found",
+                    "tasks needing CVMFS exit 87 here: git clone "
+                    "https://github.com/cvmfs/cvmfsexec && ./makedist default",
+                )
+            )
+        else:
+            checks.append(Check("cvmfsexec", "ok", f"{exe} (smoke-tested by each task)"))
     return checks
