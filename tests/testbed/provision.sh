@@ -26,7 +26,7 @@ apt-get install -y -q --no-install-recommends \
     condor \
     slurmctld slurmd slurm-client slurmdbd munge mariadb-server mariadb-client \
     python3-venv python3-dev gcc libc6-dev \
-    ca-certificates procps iproute2 less
+    fuse2fs gocryptfs ca-certificates procps iproute2 less
 apt-get clean
 
 # HTTPS from these machines goes through a TLS-intercepting proxy whose CA only the host's
