@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -86,8 +85,11 @@ def keras_baseline(n: int, x: np.ndarray, y: np.ndarray) -> Any:
                     d_inter = crit(tf.concat([inter, label], 1))
                 grad = gp_tape.gradient(d_inter, inter)
                 gp = model.GP_LAMBDA * tf.reduce_mean((tf.norm(grad, axis=1) - 1.0) ** 2)
-                d_loss = (tf.reduce_mean(crit(tf.concat([fake, label], 1)))
-                          - tf.reduce_mean(crit(tf.concat([real, label], 1))) + gp)
+                d_loss = (
+                    tf.reduce_mean(crit(tf.concat([fake, label], 1)))
+                    - tf.reduce_mean(crit(tf.concat([real, label], 1)))
+                    + gp
+                )
             grads = tape.gradient(d_loss, crit.trainable_variables)
             opt_d.apply_gradients(zip(grads, crit.trainable_variables, strict=True))
         noise = tf.random.normal([B, model.LATENT_DIM], model.NOISE_MEAN, model.NOISE_STD)
@@ -139,6 +141,7 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
         def go(k: int) -> None:
             for _ in range(k // 10):
                 trainer.train(10)
+
         return go
 
     runners = {"keras": run_base, "ours": run_ours(ours), "ours_xla": run_ours(ours_xla)}
@@ -152,56 +155,108 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
     flops = step_flops(n)
     speedup = [b / o for b, o in zip(rows["keras"], rows["ours"], strict=True)]
     speedup_xla = [b / o for b, o in zip(rows["keras"], rows["ours_xla"], strict=True)]
-    eff = [flops / (o * 1e-3) / 1e9 / m
-           for o, m in zip(rows["ours"], rows["matmul_gflops"], strict=True)]
+    eff = [
+        flops / (o * 1e-3) / 1e9 / m
+        for o, m in zip(rows["ours"], rows["matmul_gflops"], strict=True)
+    ]
     med = statistics.median
     return {
-        "voxels": n, "rounds": rounds, "iterations_per_round": iterations,
-        "keras_ms": med(rows["keras"]), "ours_ms": med(rows["ours"]),
+        "voxels": n,
+        "rounds": rounds,
+        "iterations_per_round": iterations,
+        "keras_ms": med(rows["keras"]),
+        "ours_ms": med(rows["ours"]),
         "ours_xla_ms": med(rows["ours_xla"]),
-        "speedup": med(speedup), "speedup_xla": med(speedup_xla),
+        "speedup": med(speedup),
+        "speedup_xla": med(speedup_xla),
         "gflop_per_iteration": flops / 1e9,
         "ours_gflops": flops / (med(rows["ours"]) * 1e-3) / 1e9,
-        "matmul_gflops": med(rows["matmul_gflops"]), "efficiency": med(eff),
+        "matmul_gflops": med(rows["matmul_gflops"]),
+        "efficiency": med(eff),
         "raw": rows,
     }
 
 
-def packed_check(k: int, n: int, iterations: int) -> dict[str, Any]:
-    """K GANs packed against the same K trained one after another, same keys."""
+def _worst(single: WganTrainer, packed: WganTrainer, i: int) -> float:
+    worst = 0.0
+    for name, var in single.params.items():
+        a, b = var.numpy(), packed.params[name].numpy()[i]
+        worst = max(worst, float(np.abs(a - b).max() / (np.abs(a).max() + 1e-12)))
+    return worst
+
+
+def packed_check(k: int, n: int, iterations: int, early: int = 5) -> dict[str, Any]:
+    """K GANs packed against the same K trained one after another, same keys.
+
+    Weights are compared after ``early`` iterations and at the end: Adam divides by the
+    root of tiny second moments, so round-off differences of near-zero gradient components
+    (batched and plain matrix products round differently) grow into lr-sized steps; the
+    trajectories then drift apart like two runs on different hardware.
+    """
     data = [_data(n, 100 + i) for i in range(k)]
     keys = [1000 + i for i in range(k)]
     packed = WganTrainer(data, keys, packed=True)
     packed.train(2)  # compile
-    packed.load_state({**{n_: np.stack([model.initial_parameters(n, kk)[n_] for kk in keys])
-                          for n_ in packed.params},
-                       **{s: np.zeros_like(v.numpy()) for s, v in packed.slots.items()},
-                       "iteration": 0, "d_updates": 0, "g_updates": 0})
+    packed.load_state(
+        {
+            **{
+                n_: np.stack([model.initial_parameters(n, kk)[n_] for kk in keys])
+                for n_ in packed.params
+            },
+            **{s: np.zeros_like(v.numpy()) for s, v in packed.slots.items()},
+            "iteration": 0,
+            "d_updates": 0,
+            "g_updates": 0,
+        }
+    )
     t0 = time.perf_counter()
-    packed.train(iterations)
+    packed.train(early)
+    early_state = {name: v.numpy() for name, v in packed.params.items()}
+    packed.train(iterations - early)
     t_packed = time.perf_counter() - t0
-    worst, t_single = 0.0, 0.0
+    worst_early, worst, t_single = 0.0, 0.0, 0.0
     for i in range(k):
         single = WganTrainer([data[i]], [keys[i]])
         single.train(1)
-        single.load_state({**{n_: v for n_, v in model.initial_parameters(n, keys[i]).items()},
-                           **{s: np.zeros_like(v.numpy()) for s, v in single.slots.items()},
-                           "iteration": 0, "d_updates": 0, "g_updates": 0})
+        single.load_state(
+            {
+                **{n_: v for n_, v in model.initial_parameters(n, keys[i]).items()},
+                **{s: np.zeros_like(v.numpy()) for s, v in single.slots.items()},
+                "iteration": 0,
+                "d_updates": 0,
+                "g_updates": 0,
+            }
+        )
         t0 = time.perf_counter()
-        single.train(iterations)
+        single.train(early)
         t_single += time.perf_counter() - t0
         for name, var in single.params.items():
-            a, b = var.numpy(), packed.params[name].numpy()[i]
-            worst = max(worst, float(np.abs(a - b).max() / (np.abs(a).max() + 1e-12)))
-    return {"k": k, "voxels": n, "iterations": iterations, "max_rel_weight_diff": worst,
-            "packed_it_per_s": k * iterations / t_packed,
-            "sequential_it_per_s": k * iterations / t_single}
+            a, b = var.numpy(), early_state[name][i]
+            worst_early = max(worst_early, float(np.abs(a - b).max() / (np.abs(a).max() + 1e-12)))
+        t0 = time.perf_counter()
+        single.train(iterations - early)
+        t_single += time.perf_counter() - t0
+        worst = max(worst, _worst(single, packed, i))
+    return {
+        "k": k,
+        "voxels": n,
+        "iterations": iterations,
+        f"max_rel_weight_diff_after_{early}": worst_early,
+        f"max_rel_weight_diff_after_{iterations}": worst,
+        "packed_it_per_s": k * iterations / t_packed,
+        "sequential_it_per_s": k * iterations / t_single,
+    }
 
 
 def peak_memory(n: int, which: str) -> float:
     """Max RSS (MiB) of a fresh process that trains 50 iterations."""
-    out = subprocess.run([sys.executable, __file__, "--memory", which, str(n)],
-                         capture_output=True, text=True, check=True, env=os.environ.copy())
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory", which, str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ.copy(),
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -213,7 +268,10 @@ def _memory_child(which: str, n: int) -> None:
             step()
     else:
         WganTrainer([(x, y)], [1]).train(50)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    # ru_maxrss survives exec (it would report the parent's size): read the high-water mark.
+    with open("/proc/self/status") as f:
+        hwm = next(line for line in f if line.startswith("VmHWM:"))
+    print(int(hwm.split()[1]) / 1024.0)
 
 
 def main() -> None:
@@ -231,20 +289,25 @@ def main() -> None:
         return
     report: dict[str, Any] = {"tensorflow": tf.__version__, "cpus": os.cpu_count()}
     report["step"] = [compare(n, args.rounds, args.iterations) for n in (368, 533)]
-    report["memory_mib"] = {f"{w}_{n}": peak_memory(n, w)
-                            for n in (368, 533) for w in ("keras", "ours")}
+    report["memory_mib"] = {
+        f"{w}_{n}": peak_memory(n, w) for n in (368, 533) for w in ("keras", "ours")
+    }
     report["packed"] = packed_check(args.pack, 368, args.pack_iterations)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
     print(json.dumps({k: v for k, v in report.items() if k != "step"}, indent=1))
-    print("\n| voxels | Keras ms/it | ours ms/it | speedup | ours XLA ms/it | speedup XLA "
-          "| GFLOP/it | ours GFLOP/s | matmul GFLOP/s | efficiency |")
+    print(
+        "\n| voxels | Keras ms/it | ours ms/it | speedup | ours XLA ms/it | speedup XLA "
+        "| GFLOP/it | ours GFLOP/s | matmul GFLOP/s | efficiency |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in report["step"]:
-        print(f"| {r['voxels']} | {r['keras_ms']:.1f} | {r['ours_ms']:.1f} | {r['speedup']:.2f}x "
-              f"| {r['ours_xla_ms']:.1f} | {r['speedup_xla']:.2f}x | {r['gflop_per_iteration']:.2f}"
-              f" | {r['ours_gflops']:.0f} | {r['matmul_gflops']:.0f} | {r['efficiency']:.0%} |")
+        print(
+            f"| {r['voxels']} | {r['keras_ms']:.1f} | {r['ours_ms']:.1f} | {r['speedup']:.2f}x "
+            f"| {r['ours_xla_ms']:.1f} | {r['speedup_xla']:.2f}x | {r['gflop_per_iteration']:.2f}"
+            f" | {r['ours_gflops']:.0f} | {r['matmul_gflops']:.0f} | {r['efficiency']:.0%} |"
+        )
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def save(
     """
     directory.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy stubs reserve allow_pickle
     data = buf.getvalue()
     npz = directory / f"{stem}-{iteration:09d}.npz"
     write_atomic(npz, data)

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .train import load_data
 
             cfg = load_spec(args.spec)
-            for s, data in zip(cfg.eta_slices, load_data(cfg), strict=True):
+            for s, data in zip(cfg.eta_slices, load_data(cfg)):
                 select_and_export(cfg, s, data)
             return 0
         from .layout import particle

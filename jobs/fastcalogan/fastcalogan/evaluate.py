@@ -3,9 +3,9 @@
 Per energy point the reference total energies are histogrammed in 30 bins spanning the
 peak (the median of the reference) +- 3 RMS; the GAN showers of the same energy go in the
 same bins (values outside go into the first or last bin, so a GAN far off the peak scores
-a large but finite chi2); chi2 is the unweighted-unweighted two-sample statistic (as ROOT's ``Chi2Test``
-"UU") over bins with entries, ndf = those bins - 1. chi2 and ndf are summed over energy
-points; the lowest sum(chi2)/sum(ndf) wins.
+a large but finite chi2); chi2 is the unweighted-unweighted two-sample statistic (as
+ROOT's ``Chi2Test`` "UU") over bins with entries, ndf = those bins - 1. chi2 and ndf are
+summed over energy points; the lowest sum(chi2)/sum(ndf) wins.
 
 Generation here is plain numpy (the framework-free export format), with the same noise for
 every checkpoint so that checkpoints are compared on equal terms.
@@ -25,8 +25,9 @@ N_BINS = 30
 N_RMS = 3.0
 
 
-def numpy_generate(params: Mapping[str, np.ndarray], noise: np.ndarray,
-                   label: np.ndarray) -> np.ndarray:
+def numpy_generate(
+    params: Mapping[str, np.ndarray], noise: np.ndarray, label: np.ndarray
+) -> np.ndarray:
     """Generator forward pass in numpy: ``(n, N)`` normalised voxel energies."""
     h = np.concatenate([noise, label], axis=1).astype(np.float32)
     for i in range(len(GENERATOR_HIDDEN) + 1):
@@ -91,8 +92,9 @@ class Evaluation:
         return self.chi2 / self.ndf if self.ndf else float("inf")
 
 
-def evaluate(params: Mapping[str, np.ndarray], data: ShowerSet, max_events: int = 2000,
-             seed: int = 12345) -> Evaluation:
+def evaluate(
+    params: Mapping[str, np.ndarray], data: ShowerSet, max_events: int = 2000, seed: int = 12345
+) -> Evaluation:
     """chi2/ndf of the total energy of a generator against the reference showers.
 
     Parameters
@@ -109,7 +111,7 @@ def evaluate(params: Mapping[str, np.ndarray], data: ShowerSet, max_events: int 
     rng = np.random.default_rng(seed)
     result = Evaluation()
     part = data.particle
-    for p, showers in zip(data.momenta, data.showers, strict=True):
+    for p, showers in zip(data.momenta, data.showers):
         ref_totals = showers[:max_events].sum(axis=1, dtype=np.float64)
         n = len(ref_totals)
         ekin = part.ekin(p)

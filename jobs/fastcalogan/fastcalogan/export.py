@@ -18,13 +18,22 @@ def layer_description(params: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
     layers = []
     for i in range(len(GENERATOR_HIDDEN) + 1):
         w = params[f"g_w{i}"]
-        layers.append({"type": "dense", "inputs": int(w.shape[0]), "outputs": int(w.shape[1]),
-                       "weights": f"g_w{i}", "bias": f"g_b{i}", "activation": "relu"})
+        layers.append(
+            {
+                "type": "dense",
+                "inputs": int(w.shape[0]),
+                "outputs": int(w.shape[1]),
+                "weights": f"g_w{i}",
+                "bias": f"g_b{i}",
+                "activation": "relu",
+            }
+        )
     return layers
 
 
-def export_framework_free(params: Mapping[str, np.ndarray], out: Path,
-                          info: Mapping[str, Any]) -> tuple[Path, Path]:
+def export_framework_free(
+    params: Mapping[str, np.ndarray], out: Path, info: Mapping[str, Any]
+) -> tuple[Path, Path]:
     """Write ``generator.npz`` (float32 arrays) and ``generator.json`` (how to use them).
 
     ``y = relu(x @ W + b)`` layer after layer, ``x = [noise (50), label (1)]``, noise drawn
@@ -32,18 +41,28 @@ def export_framework_free(params: Mapping[str, np.ndarray], out: Path,
     in MeV.
     """
     out.mkdir(parents=True, exist_ok=True)
-    arrays = {k: np.asarray(v, np.float32).reshape(v.shape[-2:]) if k.startswith("g_w")
-              else np.asarray(v, np.float32).reshape(-1) for k, v in params.items()}
+    arrays = {
+        k: np.asarray(v, np.float32).reshape(v.shape[-2:])
+        if k.startswith("g_w")
+        else np.asarray(v, np.float32).reshape(-1)
+        for k, v in params.items()
+    }
     npz = out / "generator.npz"
     with open(npz.with_suffix(".npz.part"), "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy stubs reserve allow_pickle
     npz.with_suffix(".npz.part").replace(npz)
     doc = {
         "format": "fastcalogan-generator/1",
-        "input": {"noise": {"size": LATENT_DIM, "distribution": "normal", "mean": NOISE_MEAN,
-                            "std": NOISE_STD},
-                  "label": {"size": 1, "definition": "Ekin / ekin_max"},
-                  "order": ["noise", "label"]},
+        "input": {
+            "noise": {
+                "size": LATENT_DIM,
+                "distribution": "normal",
+                "mean": NOISE_MEAN,
+                "std": NOISE_STD,
+            },
+            "label": {"size": 1, "definition": "Ekin / ekin_max"},
+            "order": ["noise", "label"],
+        },
         "output": {"scale": "multiply by Ekin [MeV] to get voxel energies in MeV"},
         "layers": layer_description(arrays),
         **info,
@@ -62,12 +81,23 @@ def export_saved_model(params: Mapping[str, np.ndarray], out: Path) -> Path:
     class Generator(tf.Module):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__(name="fastcalogan_generator")
-            self.params = {k: tf.Variable(np.asarray(v, np.float32).reshape(
-                v.shape[-2:] if k.startswith("g_w") else (1, -1)), trainable=False, name=k)
-                for k, v in params.items()}
+            self.params = {
+                k: tf.Variable(
+                    np.asarray(v, np.float32).reshape(
+                        v.shape[-2:] if k.startswith("g_w") else (1, -1)
+                    ),
+                    trainable=False,
+                    name=k,
+                )
+                for k, v in params.items()
+            }
 
-        @tf.function(input_signature=[tf.TensorSpec([None, LATENT_DIM], tf.float32, "noise"),
-                                      tf.TensorSpec([None, 1], tf.float32, "label")])
+        @tf.function(  # type: ignore[untyped-decorator]
+            input_signature=[
+                tf.TensorSpec([None, LATENT_DIM], tf.float32, "noise"),
+                tf.TensorSpec([None, 1], tf.float32, "label"),
+            ]
+        )
         def __call__(self, noise: tf.Tensor, label: tf.Tensor) -> dict[str, tf.Tensor]:
             return {"voxels": generate(self.params, noise, label)}
 

@@ -62,8 +62,15 @@ class Particle:
 
 
 _EGAMMA_LAYERS = ((0, 8, 1), (1, 16, 10), (2, 19, 10), (3, 5, 1), (12, 5, 1))
-_PION_LAYERS = ((0, 8, 1), (1, 10, 10), (2, 10, 10), (3, 5, 1), (12, 15, 10), (13, 16, 10),
-                (14, 10, 1))
+_PION_LAYERS = (
+    (0, 8, 1),
+    (1, 10, 10),
+    (2, 10, 10),
+    (3, 5, 1),
+    (12, 15, 10),
+    (13, 16, 10),
+    (14, 10, 1),
+)
 
 PARTICLES = {
     "photon": Particle("photon", 22, 0.0, 6, _EGAMMA_LAYERS),
@@ -92,5 +99,9 @@ def eta_bounds(eta_slice: int) -> tuple[int, int]:
 def csv_path(root: Path, part: Particle, momentum: int, eta_slice: int) -> Path:
     """Where the CSV of one energy point lives under a FastCaloGAN data root."""
     lo, hi = eta_bounds(eta_slice)
-    return (root / f"pid{part.pid}" / f"eta_{lo}_{hi}"
-            / f"pid{part.pid}_E{momentum}_eta_{lo}_{hi}_voxalisation.csv")
+    return (
+        root
+        / f"pid{part.pid}"
+        / f"eta_{lo}_{hi}"
+        / f"pid{part.pid}_E{momentum}_eta_{lo}_{hi}_voxalisation.csv"
+    )

@@ -72,7 +72,7 @@ class GanShape:
     def generator_layers(self) -> list[tuple[int, int]]:
         """(fan_in, fan_out) of each generator layer."""
         sizes = [LATENT_DIM + 1, *GENERATOR_HIDDEN, self.n_voxels]
-        return list(zip(sizes[:-1], sizes[1:], strict=True))
+        return list(zip(sizes[:-1], sizes[1:]))
 
 
 def generator_names() -> list[str]:
@@ -226,11 +226,13 @@ def critic_gradients(
     # a[l] = dD/dz_l per block, with the loss scale of the real (-1/B) and fake (+1/B) rows
     # folded in; interpolated rows keep scale 1: they make the input gradient.
     w_row = tf.broadcast_to(tf.linalg.matrix_transpose(w_out), tf.shape(top[2]))
-    a = [[_masked(w_row * scale, h) for scale, h in zip((-inv_b, inv_b, 1.0), top, strict=True)]]
+    a = [[_masked(w_row * scale, h) for scale, h in zip((-inv_b, inv_b, 1.0), top)]]
     for i in range(depth - 1, 0, -1):
         w = params[f"d_w{i}"]
-        a.insert(0, [_masked(tf.matmul(x, w, transpose_b=True), h)
-                     for x, h in zip(a[0], hs[i - 1], strict=True)])
+        a.insert(
+            0,
+            [_masked(tf.matmul(x, w, transpose_b=True), h) for x, h in zip(a[0], hs[i - 1])],
+        )
     grad_x = tf.matmul(a[0][2], w0, transpose_b=True)
     norm = tf.sqrt(tf.reduce_sum(tf.square(grad_x), axis=-1, keepdims=True) + 1e-12)
     gp = gp_lambda * tf.reduce_mean(tf.square(norm - 1.0), axis=[-2, -1])
@@ -246,7 +248,7 @@ def critic_gradients(
     grads: dict[str, tf.Tensor] = {}
     for i in range(depth):
         grads[f"d_w{i}"] = tf.add_n(
-            [tf.matmul(lt, r, transpose_a=True) for lt, r in zip(lefts[i], a[i], strict=True)]
+            [tf.matmul(lt, r, transpose_a=True) for lt, r in zip(lefts[i], a[i])]
         )
         grads[f"d_b{i}"] = _sum_rows(a[i][0] + a[i][1])
     grads["d_c0"] = _sum_rows(label * (a[0][0] + a[0][1]))
@@ -284,4 +286,4 @@ def reference_critic_gradients(
         )
         total = tf.reduce_sum(loss)
     grads = outer.gradient(total, [params[n] for n in names])
-    return dict(zip(names, grads, strict=True))
+    return dict(zip(names, grads))

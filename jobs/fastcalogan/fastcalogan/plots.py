@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .evaluate import Evaluation
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,13 +42,13 @@ def plot_total_energy(evaluation: Evaluation, path: Path, title: str) -> Path:
     cols = min(5, n)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
-    for ax, point in zip(axes.flat, evaluation.points, strict=False):
+    for ax, point in zip(axes.flat, evaluation.points):
         centres = 0.5 * (point.edges[:-1] + point.edges[1:]) / 1000.0
         width = (point.edges[1] - point.edges[0]) / 1000.0
         ax.bar(centres, point.ref_hist, width=width, color="#9ecae1", label="reference")
         ax.step(centres, point.gan_hist, where="mid", color="#d62728", label="GAN")
-        ax.set_title(f"{_energy_label(point.momentum)}  chi2/ndf {point.chi2 / max(point.ndf, 1):.2f}",
-                     fontsize=9)
+        score = point.chi2 / max(point.ndf, 1)
+        ax.set_title(f"{_energy_label(point.momentum)}  chi2/ndf {score:.2f}", fontsize=9)
         ax.set_xlabel("total energy [GeV]", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[n:]:
@@ -61,16 +62,23 @@ def plot_total_energy(evaluation: Evaluation, path: Path, title: str) -> Path:
     return path
 
 
-def plot_chi2_history(iterations: Sequence[int], chi2_ndf: Sequence[float], best: int,
-                      path: Path, title: str) -> Path:
+def plot_chi2_history(
+    iterations: Sequence[int], chi2_ndf: Sequence[float], best: int, path: Path, title: str
+) -> Path:
     """chi2/ndf of every checkpoint against its iteration, the selected one marked."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     values = np.asarray(chi2_ndf, dtype=float)
     ax.plot(iterations, values, "o-", ms=3, color="#1f77b4")
     if best in iterations:
-        ax.plot([best], [values[list(iterations).index(best)]], "*", ms=14, color="#d62728",
-                label=f"best: iteration {best}")
+        ax.plot(
+            [best],
+            [values[list(iterations).index(best)]],
+            "*",
+            ms=14,
+            color="#d62728",
+            label=f"best: iteration {best}",
+        )
         ax.legend()
     ax.set_yscale("log")
     ax.set_xlabel("iteration")

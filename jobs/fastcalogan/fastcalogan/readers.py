@@ -41,7 +41,7 @@ class ShowerSet:
     def training_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Showers divided by Ekin and labels Ekin / Ekin_max, all points stacked."""
         xs, ys = [], []
-        for p, x in zip(self.momenta, self.showers, strict=True):
+        for p, x in zip(self.momenta, self.showers):
             ekin = self.particle.ekin(p)
             xs.append((x / ekin).astype(np.float32))
             ys.append(np.full((len(x), 1), ekin / self.particle.ekin_max, np.float32))
@@ -110,7 +110,7 @@ def read_csv_slice(
     """
     wanted = sorted(momenta) if momenta is not None else part.momenta()
     paths = [csv_path(root, part, p, eta_slice) for p in wanted]
-    missing = [p for p, path in zip(wanted, paths, strict=True) if not path.is_file()]
+    missing = [p for p, path in zip(wanted, paths) if not path.is_file()]
     if missing:
         lo, hi = eta_bounds(eta_slice)
         raise DataError(
@@ -167,7 +167,7 @@ def read_calochallenge(
         )
     _check_finite(energies[:, None], f"{path}: incident_energies")
     _check_finite(showers, f"{path}: showers")
-    present = sorted({int(round(e)) for e in energies})
+    present = sorted({round(e) for e in energies})
     wanted = sorted(momenta) if momenta is not None else present
     missing = sorted(set(wanted) - set(present))
     if missing:

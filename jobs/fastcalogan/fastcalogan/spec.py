@@ -35,9 +35,20 @@ from .errors import ConfigError
 from .layout import K_MAX, N_SLICES, Particle, particle
 
 _DEFAULTS: dict[str, Any] = {
-    "pack": 1, "iterations": 300, "checkpoint_every": 100, "seed": 1, "dataset": "synthetic",
-    "data": None, "events_per_energy": 1000, "energies": None, "batch_size": 128,
-    "eval_events": 1000, "log_every": 50, "keep_checkpoints": 2, "jit": False, "select": True,
+    "pack": 1,
+    "iterations": 300,
+    "checkpoint_every": 100,
+    "seed": 1,
+    "dataset": "synthetic",
+    "data": None,
+    "events_per_energy": 1000,
+    "energies": None,
+    "batch_size": 128,
+    "eval_events": 1000,
+    "log_every": 50,
+    "keep_checkpoints": 2,
+    "jit": False,
+    "select": True,
 }
 _REQUIRED = ("particle", "eta_slice")
 _DATASETS = ("synthetic", "csv", "calochallenge")
@@ -93,8 +104,9 @@ def _int(params: dict[str, Any], key: str, lo: int, hi: int | None = None) -> in
     return value
 
 
-def config_from_params(params: dict[str, Any], out_dir: Path, gpus: int = 0,
-                       inputs: dict[str, str] | None = None) -> TrainConfig:
+def config_from_params(
+    params: dict[str, Any], out_dir: Path, gpus: int = 0, inputs: dict[str, str] | None = None
+) -> TrainConfig:
     """Validate ``params`` (defaults filled in) into a TrainConfig.
 
     Raises
@@ -119,8 +131,10 @@ def config_from_params(params: dict[str, Any], out_dir: Path, gpus: int = 0,
     momenta = part.momenta()
     if p["energies"] is not None:
         ks = p["energies"]
-        if not isinstance(ks, list) or not ks or not all(
-            isinstance(k, int) and part.k_min <= k <= K_MAX for k in ks
+        if (
+            not isinstance(ks, list)
+            or not ks
+            or not all(isinstance(k, int) and part.k_min <= k <= K_MAX for k in ks)
         ):
             raise ConfigError(
                 f"params.energies: expected a list of exponents {part.k_min}..{K_MAX}, got {ks!r}"

@@ -130,7 +130,9 @@ class WganTrainer:
             draws[3].append(tf.random.stateless_uniform([n_crit, 1], seeds[2]))
             draws[4].append(
                 tf.random.stateless_normal(
-                    [self.batch_size, model.LATENT_DIM], seeds[3], model.NOISE_MEAN,
+                    [self.batch_size, model.LATENT_DIM],
+                    seeds[3],
+                    model.NOISE_MEAN,
                     model.NOISE_STD,
                 )
             )
@@ -168,7 +170,10 @@ class WganTrainer:
             rows = slice(s * b, (s + 1) * b)
             d_params = {n: self.params[n].read_value() for n in d_names}
             grads, metrics = model.critic_gradients(
-                d_params, real[..., rows, :], fake[..., rows, :], label[..., rows, :],
+                d_params,
+                real[..., rows, :],
+                fake[..., rows, :],
+                label[..., rows, :],
                 alpha[..., rows, :],
             )
             self.d_updates.assign_add(1)
@@ -177,13 +182,18 @@ class WganTrainer:
         d_params = {n: self.params[n].read_value() for n in d_names}
         g_vars = [self.params[n] for n in g_names]
         with tf.GradientTape() as tape:
-            scores = model.critic(d_params, model.generate(self.params, g_noise, last_label),
-                                  last_label)
+            scores = model.critic(
+                d_params, model.generate(self.params, g_noise, last_label), last_label
+            )
             g_loss = -tf.reduce_mean(scores, axis=[-2, -1])
             g_total = tf.reduce_sum(g_loss)
         g_grads = tape.gradient(g_total, g_vars)
         self.g_updates.assign_add(1)
-        self._adam(g_names, dict(zip(g_names, g_grads, strict=True)), self.g_updates)
+        self._adam(g_names, dict(zip(g_names, g_grads)), self.g_updates)
         self.iteration.assign_add(1)
-        return {"d_loss": metrics["loss"], "gp": metrics["gp"], "wdist": metrics["wdist"],
-                "g_loss": g_loss}
+        return {
+            "d_loss": metrics["loss"],
+            "gp": metrics["gp"],
+            "wdist": metrics["wdist"],
+            "g_loss": g_loss,
+        }

@@ -27,14 +27,19 @@ from .layout import Particle, csv_path
 
 # Made-up depth boundaries per calorimeter layer: X0 for e/gamma, lambda for pions.
 _EM_DEPTH = {0: (0.0, 1.5), 1: (1.5, 6.0), 2: (6.0, 22.0), 3: (22.0, 26.0), 12: (26.0, 60.0)}
-_HAD_DEPTH = {0: (0.0, 0.1), 1: (0.1, 0.4), 2: (0.4, 1.4), 3: (1.4, 1.6), 12: (1.6, 3.1),
-              13: (3.1, 6.3), 14: (6.3, 9.0)}
+_HAD_DEPTH = {
+    0: (0.0, 0.1),
+    1: (0.1, 0.4),
+    2: (0.4, 1.4),
+    3: (1.4, 1.6),
+    12: (1.6, 3.1),
+    13: (3.1, 6.3),
+    14: (6.3, 9.0),
+}
 _GRID = 240
 
 
-def _layer_fractions(
-    rng: np.random.Generator, part: Particle, ekin: float, n: int
-) -> np.ndarray:
+def _layer_fractions(rng: np.random.Generator, part: Particle, ekin: float, n: int) -> np.ndarray:
     """``(n, layers)`` fraction of the visible energy in each layer."""
     hadron = part.name == "pion"
     depth = _HAD_DEPTH if hadron else _EM_DEPTH
@@ -56,15 +61,18 @@ def _layer_fractions(
         profile = np.where(tt > 0, np.exp((a - 1.0) * np.log(tt) - b * tt), 0.0)
     profile /= profile.sum(axis=1, keepdims=True) + 1e-30
     in_layer = (t[None, :] >= bounds[:, :1]) & (t[None, :] < bounds[:, 1:])
-    return profile @ in_layer.T.astype(np.float64)
+    fractions: np.ndarray = profile @ in_layer.T.astype(np.float64)
+    return fractions
 
 
 def _response(rng: np.random.Generator, part: Particle, ekin: float, n: int) -> np.ndarray:
     """``(n,)`` visible fraction of the kinetic energy."""
     if part.name == "pion":
         f_em = np.clip(0.11 * np.log(ekin / 1000.0 + 1.0) + rng.normal(0, 0.08, n), 0.0, 0.9)
-        return (f_em + (1.0 - f_em) * 0.7) * (1.0 + rng.normal(0, 0.03, n))
-    return 0.97 * (1.0 + rng.normal(0, 0.007, n))
+        response = (f_em + (1.0 - f_em) * 0.7) * (1.0 + rng.normal(0, 0.03, n))
+    else:
+        response = 0.97 * (1.0 + rng.normal(0, 0.007, n))
+    return np.asarray(response, np.float64)
 
 
 def generate_showers(

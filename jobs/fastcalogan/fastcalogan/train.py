@@ -63,14 +63,19 @@ def load_data(cfg: TrainConfig) -> list[ShowerSet]:
         assert cfg.data is not None
         return [read_csv_slice(cfg.data, part, s, cfg.momenta) for s in cfg.eta_slices]
     root = cfg.data or cfg.out_dir / "data"
-    todo = [s for s in cfg.eta_slices
-            if not all(csv_path(root, part, p, s).is_file() for p in cfg.momenta)]
+    todo = [
+        s
+        for s in cfg.eta_slices
+        if not all(csv_path(root, part, p, s).is_file() for p in cfg.momenta)
+    ]
     if todo:
         t0 = time.perf_counter()
         synthetic.write_dataset(root, part, todo, cfg.events_per_energy, cfg.seed, cfg.momenta)
-        log(f"synthetic dataset (NOT Geant4): {part.name} slices {todo}, "
+        log(
+            f"synthetic dataset (NOT Geant4): {part.name} slices {todo}, "
             f"{cfg.events_per_energy} showers x {len(cfg.momenta)} energies in {root} "
-            f"({time.perf_counter() - t0:.1f} s)")
+            f"({time.perf_counter() - t0:.1f} s)"
+        )
     return [read_csv_slice(root, part, s, cfg.momenta) for s in cfg.eta_slices]
 
 
@@ -110,21 +115,37 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def _save(cfg: TrainConfig, trainer: Any, data: list[ShowerSet], history: list[dict[str, Any]]
-          ) -> None:
+def _save(
+    cfg: TrainConfig, trainer: Any, data: list[ShowerSet], history: list[dict[str, Any]]
+) -> None:
     """Generator snapshots with their chi2/ndf first, then the full state (commit last)."""
     it = int(trainer.iteration.numpy())
     gen = trainer.generator_parameters()
     scores = []
-    for k, (s, shower_set) in enumerate(zip(cfg.eta_slices, data, strict=True)):
+    for k, (s, shower_set) in enumerate(zip(cfg.eta_slices, data)):
         params = {n: v[k] for n, v in gen.items()} if cfg.packed else gen
         ev = evaluate(params, shower_set, cfg.eval_events)
         scores.append(ev.chi2_ndf)
-        checkpoint.save(cfg.gan_dir(s) / "generators", it, params,
-                        {"chi2": ev.chi2, "ndf": ev.ndf, "chi2_ndf": ev.chi2_ndf,
-                         "eta_slice": s, "particle": cfg.particle.name}, stem="gen")
-    meta = {"particle": cfg.particle.name, "eta_slices": list(cfg.eta_slices),
-            "batch_size": cfg.batch_size, "seed": cfg.seed, "history": history}
+        checkpoint.save(
+            cfg.gan_dir(s) / "generators",
+            it,
+            params,
+            {
+                "chi2": ev.chi2,
+                "ndf": ev.ndf,
+                "chi2_ndf": ev.chi2_ndf,
+                "eta_slice": s,
+                "particle": cfg.particle.name,
+            },
+            stem="gen",
+        )
+    meta = {
+        "particle": cfg.particle.name,
+        "eta_slices": list(cfg.eta_slices),
+        "batch_size": cfg.batch_size,
+        "seed": cfg.seed,
+        "history": history,
+    }
     checkpoint.save(cfg.checkpoint_dir, it, trainer.state(), meta, keep=cfg.keep_checkpoints)
     log(f"checkpoint {it}: chi2/ndf " + " ".join(f"{x:.3g}" for x in scores))
 
@@ -138,8 +159,12 @@ def _resume(cfg: TrainConfig, trainer: Any) -> list[dict[str, Any]]:
     ck = checkpoint.latest_valid(cfg.checkpoint_dir)
     if ck is None:
         return []
-    for key, want in (("particle", cfg.particle.name), ("eta_slices", list(cfg.eta_slices)),
-                      ("batch_size", cfg.batch_size), ("seed", cfg.seed)):
+    for key, want in (
+        ("particle", cfg.particle.name),
+        ("eta_slices", list(cfg.eta_slices)),
+        ("batch_size", cfg.batch_size),
+        ("seed", cfg.seed),
+    ):
         if ck.meta.get(key) != want:
             raise ConfigError(
                 f"{cfg.checkpoint_dir}: checkpoint {ck.iteration} has {key}={ck.meta.get(key)!r}"
@@ -163,9 +188,13 @@ def train(cfg: TrainConfig, on_chunk: Callable[[int], None] | None = None) -> in
     _configure_threads()
     from .step import WganTrainer
 
-    trainer = WganTrainer([d.training_arrays() for d in data],
-                          [cfg.gan_key(s) for s in cfg.eta_slices], packed=cfg.packed,
-                          batch_size=cfg.batch_size, jit=cfg.jit)
+    trainer = WganTrainer(
+        [d.training_arrays() for d in data],
+        [cfg.gan_key(s) for s in cfg.eta_slices],
+        packed=cfg.packed,
+        batch_size=cfg.batch_size,
+        jit=cfg.jit,
+    )
     history = _resume(cfg, trainer)
     it = int(trainer.iteration.numpy())
     if it == 0:
@@ -174,11 +203,17 @@ def train(cfg: TrainConfig, on_chunk: Callable[[int], None] | None = None) -> in
     stop.install()
     try:
         last_t, last_it = time.perf_counter(), it
-        log(f"training {cfg.particle.name} slices {list(cfg.eta_slices)} "
-            f"({trainer.n_voxels} voxels) from iteration {it} to {cfg.iterations}")
+        log(
+            f"training {cfg.particle.name} slices {list(cfg.eta_slices)} "
+            f"({trainer.n_voxels} voxels) from iteration {it} to {cfg.iterations}"
+        )
         while it < cfg.iterations and stop.signal is None:
-            n = min(CHUNK, cfg.iterations - it, cfg.log_every - it % cfg.log_every,
-                    cfg.checkpoint_every - it % cfg.checkpoint_every)
+            n = min(
+                CHUNK,
+                cfg.iterations - it,
+                cfg.log_every - it % cfg.log_every,
+                cfg.checkpoint_every - it % cfg.checkpoint_every,
+            )
             metrics = trainer.train(n)
             it += n
             if on_chunk is not None:
@@ -189,15 +224,15 @@ def train(cfg: TrainConfig, on_chunk: Callable[[int], None] | None = None) -> in
                 last_t, last_it = now, it
                 mean = {k: float(np.mean(v)) for k, v in metrics.items()}
                 history.append({"iteration": it, "it_per_s": rate, **mean})
-                log(f"it {it}/{cfg.iterations}  {rate:.1f} it/s  d_loss {mean['d_loss']:.4g}  "
+                log(
+                    f"it {it}/{cfg.iterations}  {rate:.1f} it/s  d_loss {mean['d_loss']:.4g}  "
                     f"g_loss {mean['g_loss']:.4g}  gp {mean['gp']:.3g}  "
-                    f"wdist {mean['wdist']:.4g}")
+                    f"wdist {mean['wdist']:.4g}"
+                )
             if it % cfg.checkpoint_every == 0 or it == cfg.iterations:
                 _save(cfg, trainer, data, history)
         if stop.signal is not None:
-            if not checkpoint.list_records(cfg.checkpoint_dir)[-1].name.endswith(
-                f"{it:09d}.json"
-            ):
+            if not checkpoint.list_records(cfg.checkpoint_dir)[-1].name.endswith(f"{it:09d}.json"):
                 _save(cfg, trainer, data, history)
             raise Checkpointed(f"stopped by signal {stop.signal} at iteration {it}")
     finally:
@@ -212,7 +247,7 @@ def run(cfg: TrainConfig) -> int:
         from .select import select_and_export
 
         data = load_data(cfg)
-        for s, shower_set in zip(cfg.eta_slices, data, strict=True):
+        for s, shower_set in zip(cfg.eta_slices, data):
             select_and_export(cfg, s, shower_set)
     log(f"done: {it} iterations")
     sys.stdout.flush()

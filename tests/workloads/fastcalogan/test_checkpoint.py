@@ -26,7 +26,9 @@ def test_round_trip_and_retention(tmp_path: Path) -> None:
     for it in (10, 20, 30):
         checkpoint.save(tmp_path, it, _arrays(it), {"note": "x"}, keep=2)
     assert [p.name for p in checkpoint.list_records(tmp_path)] == [
-        "ckpt-000000020.json", "ckpt-000000030.json"]
+        "ckpt-000000020.json",
+        "ckpt-000000030.json",
+    ]
     assert not (tmp_path / "ckpt-000000010.npz").exists()
     ck = checkpoint.latest_valid(tmp_path)
     assert ck is not None and ck.iteration == 30 and ck.meta["note"] == "x"
@@ -66,8 +68,7 @@ _CHILD = textwrap.dedent("""
 def test_kill_9_during_write(tmp_path: Path, block_at: int) -> None:
     # fsync calls of a save: 1 npz temp, 2 directory, 3 json temp, 4 directory.
     env = {**os.environ, "PYTHONPATH": str(JOB_DIR)}
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path), str(block_at)],
-                             env=env)
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path), str(block_at)], env=env)
     try:
         for _ in range(600):
             if (tmp_path / "blocked").exists() or child.poll() is not None:

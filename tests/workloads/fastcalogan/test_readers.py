@@ -80,8 +80,9 @@ def test_text_and_empty_files(csv_root: Path) -> None:
         read_csv_slice(csv_root, PHOTON, 4, MOMENTA)
 
 
-def _h5(path: Path, energies: list[float], voxels: int = 368, nan: bool = False,
-        drop: str | None = None) -> Path:
+def _h5(
+    path: Path, energies: list[float], voxels: int = 368, nan: bool = False, drop: str | None = None
+) -> Path:
     h5py = pytest.importorskip("h5py")
     rng = np.random.default_rng(0)
     showers = rng.exponential(1.0, (len(energies), voxels))
