@@ -363,3 +363,48 @@ def test_shell_argv_is_the_task_argv_with_a_shell(tmp_path: Path, fake: Path) ->
     argv, _ = recorded(fake)
     assert argv[0] == "shell"
     assert json.dumps(argv)  # recorded argv is plain strings
+
+
+# --- fcgtainer shell ------------------------------------------------------------------------
+
+
+def test_shell_command_runs_in_the_image_with_task_env(tmp_path: Path, fake: Path) -> None:
+    import sys
+
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        f"runtime: apptainer\nruns_dir: {tmp_path}/runs\nscratch: {fake}/node\n"
+        f"apptainer: {{binary: {fake}/bin/apptainer, unpack: never}}\n"
+        "env: {allow: [LANG], set: {FOO: bar}}\n"
+    )
+    exe = Path(sys.executable).parent / "fcgtainer"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AWS_SECRET": "s3cr3t"}
+    done = subprocess.run(
+        [str(exe), "shell", "--site", str(site), "--image", str(fake / "img.sif"), "--", "env"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    inside = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    assert inside["FOO"] == "bar" and "AWS_SECRET" not in inside
+    assert Path(inside["FCGTAINER_SPEC"]).is_file()
+    argv, _ = recorded(fake)
+    assert argv[0] == "exec" and "--containall" in argv
+
+
+def test_on_node_prefix_asks_the_scheduler(tmp_path: Path, fake: Path) -> None:
+    from fcgtainer.shell import on_node_prefix
+
+    plan = make(
+        tmp_path,
+        fake,
+        site={"scheduler": "slurm", "slurm": {"partition": "gpu", "account": "acc"},
+              "gpus": {"count": 2}},
+        job={"resources": {"cpus": 4, "memory": "8GiB", "gpus": 1, "walltime": "02:00:00"}},
+    )  # fmt: skip
+    argv = on_node_prefix(plan.site, plan)
+    assert argv[:2] == ["srun", "--pty"]
+    assert {"--cpus-per-task=4", "--mem=8192M", "--time=120", "--partition=gpu"} <= set(argv)
+    assert "--account=acc" in argv and "--gres=gpu:1" in argv
+    (tmp_path / "c").mkdir()
+    condor = make(tmp_path / "c", fake, site={"scheduler": "htcondor"})
+    assert on_node_prefix(condor.site, condor)[:2] == ["condor_submit", "-interactive"]
