@@ -133,12 +133,19 @@ def workspace(tmp_path: Path, scheduler: str) -> Path:
     base = (REPO / "sites" / f"testbed-{scheduler}.yaml").read_text()
     (tmp_path / "site.yaml").write_text(base.replace("~/fcgtainer-runs", str(runs_dir)))
     shutil.copytree(REPO / "jobs" / "hello" / "hello", tmp_path / "hello" / "hello")
+    (tmp_path / "ckpt").mkdir()
     shutil.copy(REPO / "tests" / "data" / "checkpointing" / "ckpt.py", tmp_path / "ckpt")
     return tmp_path
 
 
 def write_job(
-    workspace: Path, name: str, tasks: int, *, command: str = "hello", extra: str = ""
+    workspace: Path,
+    name: str,
+    tasks: int,
+    *,
+    command: str = "hello",
+    extra: str = "",
+    walltime: str = "00:10:00",
 ) -> Path:
     """A job of ``tasks`` tasks running the hello or the ckpt payload."""
     job_dir = workspace / ("hello" if command == "hello" else "ckpt")
@@ -150,7 +157,7 @@ def write_job(
             params: {{greeting: hello, sleep: 0, fail_task: -1, steps: 0, pause: 0.5}}
             matrix:
               n: {{range: [0, {tasks}]}}
-            resources: {{cpus: 1, memory: 64MiB, walltime: "00:10:00"}}
+            resources: {{cpus: 1, memory: 64MiB, walltime: "{walltime}"}}
             """)
         + extra
     )
@@ -269,11 +276,9 @@ def test_checkpointed_task_is_requeued_resumes_and_succeeds(
     workspace: Path, scheduler: str
 ) -> None:
     """Walltime (SLURM) or eviction (HTCondor): checkpoint, requeue, resume, succeed."""
-    extra = CHECKPOINT_JOB
-    if scheduler == "slurm":
-        extra += 'resources: {cpus: 1, memory: 64MiB, walltime: "00:01:00"}\n'
-    job = write_job(workspace, "ckpt", 1, command="ckpt", extra=extra)
-    steps = "steps=140" if scheduler == "slurm" else "steps=30"
+    walltime = "00:01:00" if scheduler == "slurm" else "00:10:00"
+    job = write_job(workspace, "ckpt", 1, command="ckpt", extra=CHECKPOINT_JOB, walltime=walltime)
+    steps = "steps=100" if scheduler == "slurm" else "steps=30"
     journal, run, plan = submit(workspace, job, [steps, "pause=0.5"])
     seen: list[State] = []
     checkpoint = plan.out_dir(0) / "checkpoint.json"

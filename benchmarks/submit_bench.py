@@ -1,0 +1,224 @@
+"""Submitting the 300-task FastCaloGAN campaign: fcgtainer vs 300 sbatch vs Snakemake.
+
+Measures, on the testbed's SLURM, the time from command start until all 300 tasks are in
+the queue (``squeue --me --array`` shows 300 entries) for
+
+- ``fcgtainer submit fastcalogan --site testbed-slurm`` (one ``sbatch --array``);
+- 300 separate ``sbatch`` calls from a bash loop (how the original per-slice scripts submit);
+- Snakemake with snakemake-executor-plugin-slurm in array mode (``--slurm-array-jobs=all``);
+
+and the scheduler calls one ``fcgtainer status`` poll makes for the 300 tasks (SLURM and
+HTCondor). Every approach asks for the same resources (2 CPUs, 3 GiB, 2 h per task). Run it
+inside the testbed as the ordinary user::
+
+    tests/testbed/testbed exec --user -- python3 /work/main/benchmarks/submit_bench.py \
+        --snakemake ~/snake/bin/snakemake --repeat 3
+
+The queue is emptied (``scancel --me``) before and after every measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+TASKS = 300
+DEADLINE_S = 600.0
+
+
+def queued() -> int:
+    """How many of the user's jobs and array tasks SLURM lists."""
+    out = subprocess.run(
+        ["squeue", "--me", "--noheader", "--array", "--format=%i"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return len(out.split())
+
+
+def clear() -> None:
+    """Cancel every job of the user and wait until the queue is empty."""
+    subprocess.run(["scancel", "--me"], check=False)
+    deadline = time.monotonic() + 120
+    while queued() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def until_queued(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    """Seconds from starting ``argv`` until TASKS tasks are queued; the command is stopped."""
+    start = time.perf_counter()
+    child = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(cwd / "stderr.log", "ab"),  # noqa: SIM115 - closed with the child
+        start_new_session=True,
+    )
+    try:
+        while queued() < TASKS:
+            if child.poll() not in (None, 0):
+                raise RuntimeError(f"{argv[0]} exited {child.returncode}: see {cwd}/stderr.log")
+            if time.perf_counter() - start > DEADLINE_S:
+                raise RuntimeError(f"{argv[0]}: {queued()} of {TASKS} queued after {DEADLINE_S} s")
+            time.sleep(0.02)
+        return time.perf_counter() - start
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, 15)
+            child.wait()
+        clear()
+
+
+def fcgtainer(work: Path) -> float:
+    """``fcgtainer submit fastcalogan --site testbed-slurm``."""
+    env = {**os.environ, "FCGTAINER_STATE_DIR": str(work / "state")}
+    cli = shutil.which("fcgtainer") or "fcgtainer"
+    return until_queued([cli, "submit", "fastcalogan", "--site", "testbed-slurm"], REPO, env)
+
+
+def separate_sbatch(work: Path) -> float:
+    """300 ``sbatch`` calls from a bash loop, one per particle and slice."""
+    script = textwrap.dedent(f"""\
+        for p in photon electron pion; do
+          for e in $(seq 0 99); do
+            sbatch --parsable --job-name=fcg-$p-$e --partition=debug --cpus-per-task=2 \\
+              --mem=3072M --time=02:00:00 --output={work}/slice-%j.out \\
+              --wrap="sleep 600" > /dev/null
+          done
+        done
+        """)
+    return until_queued(["bash", "-c", script], work)
+
+
+def snakemake(work: Path, binary: str) -> float:
+    """Snakemake with the SLURM executor plugin, array mode, 300 jobs of one rule."""
+    (work / "Snakefile").write_text(
+        textwrap.dedent("""\
+        PARTICLES = ["photon", "electron", "pion"]
+        rule all:
+            input: expand("out/{p}_{e}.done", p=PARTICLES, e=range(100))
+        rule train:
+            output: "out/{p}_{e}.done"
+            resources: cpus_per_task=2, mem_mb=3072, runtime=120, slurm_partition="debug"
+            shell: "sleep 600; touch {output}"
+        """)
+    )
+    argv = [
+        binary,
+        "--executor",
+        "slurm",
+        "--slurm-array-jobs=all",
+        "--jobs",
+        str(TASKS),
+        "--latency-wait",
+        "5",
+        "--default-resources",
+        "slurm_account=none",
+    ]
+    return until_queued(argv, work)
+
+
+def calls_per_poll(site: str, work: Path) -> dict[str, Any]:
+    """Submit the campaign through fcgtainer and count scheduler calls of one status poll."""
+    sys.path.insert(0, str(REPO))
+    os.environ["FCGTAINER_STATE_DIR"] = str(work / f"state-{site}")
+    from fcgtainer import monitor, proc, runs
+    from fcgtainer.backends import get_backend
+    from fcgtainer.journal import Journal
+
+    calls: list[str] = []
+    journal = Journal()
+    plan = runs.plan_run("fastcalogan", site, [])
+    backend = get_backend(plan.site)
+    if plan.site.scheduler == "slurm":
+
+        def runner(argv: Sequence[str], **kwargs: Any) -> proc.Completed:
+            calls.append(Path(argv[0]).name)
+            return proc.run(argv, **kwargs)
+
+        backend._run = runner
+    else:
+        real = backend._schedd
+
+        class Counting:
+            def __init__(self, schedd: Any) -> None:
+                self._schedd = schedd
+
+            def __getattr__(self, name: str) -> Any:
+                calls.append(name)
+                return getattr(self._schedd, name)
+
+        backend._schedd = lambda: Counting(real())  # type: ignore[method-assign]
+    start = time.perf_counter()
+    runs.submit(plan, journal, backend)
+    submitted = time.perf_counter() - start
+    submit_calls = len(calls)
+    monitor.get_backend = lambda _site: backend  # type: ignore[assignment]
+    polls = []
+    for _ in range(3):
+        mark = len(calls)
+        tasks = monitor.refresh(journal, journal.run(plan.run_id))
+        polls.append(dict(Counter(calls[mark:])))
+        time.sleep(1)
+    backend.cancel([t.backend_id for t in tasks if t.backend_id])
+    return {
+        "site": site,
+        "tasks": len(plan.tasks),
+        "submit_calls": submit_calls,
+        "submit_s": round(submitted, 3),
+        "calls_per_poll": polls,
+    }
+
+
+def main() -> int:
+    """Run every measurement ``--repeat`` times and print medians and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--snakemake", default=shutil.which("snakemake") or "")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    clear()
+    times: dict[str, list[float]] = {"fcgtainer": [], "sbatch x300": [], "snakemake": []}
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            times["fcgtainer"].append(fcgtainer(work))
+            times["sbatch x300"].append(separate_sbatch(work))
+            if args.snakemake:
+                times["snakemake"].append(snakemake(work, args.snakemake))
+    medians = {k: statistics.median(v) for k, v in times.items() if v}
+    result: dict[str, Any] = {
+        "tasks": TASKS,
+        "seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
+        "median_s": {k: round(v, 3) for k, v in medians.items()},
+        "ratio_to_fcgtainer": {k: round(v / medians["fcgtainer"], 1) for k, v in medians.items()},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        result["status"] = [
+            calls_per_poll("testbed-slurm", Path(tmp)),
+            calls_per_poll("testbed-htcondor", Path(tmp)),
+        ]
+    clear()
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
