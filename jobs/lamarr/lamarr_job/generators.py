@@ -47,11 +47,16 @@ class GunSettings:
 
 @dataclass(frozen=True)
 class PythiaSettings:
-    """Pythia 8 pp collisions: a named process plus free-form settings."""
+    """Pythia 8 pp collisions: a named process plus free-form settings.
+
+    ``keep_partons`` keeps quarks and gluons in the HepMC record (slower, same
+    Lamarr output up to the order of the random draws).
+    """
 
     process: str = "minbias"
     ecm: float = 13600.0
     settings: tuple[str, ...] = field(default_factory=tuple)
+    keep_partons: bool = False
 
     def lines(self, seed: int) -> list[str]:
         """Return every ``readString`` line, seed and beam-spot included."""
@@ -154,26 +159,34 @@ def pythia_events(settings: PythiaSettings, n_events: int, seed: int) -> Iterato
             if failures > 10 * n_events + 100:
                 raise RuntimeError("Pythia failed to generate events")
             continue
-        yield _from_pythia(number, pythia.event)
+        yield _from_pythia(number, pythia.event, settings.keep_partons)
         number += 1
 
 
-def _from_pythia(number: int, record: Any) -> pyhepmc.GenEvent:
+def _from_pythia(number: int, record: Any, keep_partons: bool = False) -> pyhepmc.GenEvent:
     """Convert a Pythia event record to a GenEvent (GeV, mm in; MeV, mm out).
 
     Vertices follow the mother lists (as Pythia8ToHepMC does): a particle's
     production vertex is the end vertex of its first mother that has one, else a
-    new vertex at its production point that all its mothers end in. Only the two
-    beam protons keep the beam status 4: SQLamarr's loader treats the end vertex
-    of every status-4 particle as primary, and diffractive sub-collisions have
-    beam-like entries of their own.
+    new vertex at its production point that all its mothers end in. Both beam
+    protons end in one collision vertex, and only they keep the beam status 4:
+    SQLamarr's loader treats the end vertex of every status-4 particle as
+    primary, and diffractive sub-collisions have beam-like entries of their own.
+
+    Unless ``keep_partons``, quarks, gluons and diquarks are left out and what
+    they produced hangs from the collision vertex. SQLamarr's MCParticleSelector
+    drops partons anyway and hands their production vertex (the collision) to
+    their descendants, so the MC truth it builds is the same, at about half the
+    cost: its graph traversal issues SQL queries per generator particle.
     """
     event = pyhepmc.GenEvent(pyhepmc.Units.GEV, pyhepmc.Units.MM)
     event.event_number = number
     size = record.size()
-    particles: list[Any] = [None]
+    particles: list[Any] = [None] * size
     for i in range(1, size):
         part = record[i]
+        if i > 2 and not keep_partons and part.isParton():
+            continue
         status = part.statusHepMC()
         if status == 4 and i > 2:
             status = 2
@@ -181,12 +194,22 @@ def _from_pythia(number: int, record: Any) -> pyhepmc.GenEvent:
             pyhepmc.FourVector(part.px(), part.py(), part.pz(), part.e()), part.id(), status
         )
         gen.generated_mass = part.m()
-        particles.append(gen)
+        particles[i] = gen
+    origin = record[3] if size > 3 else record[1]
+    collision = pyhepmc.GenVertex(
+        pyhepmc.FourVector(origin.xProd(), origin.yProd(), origin.zProd(), origin.tProd())
+    )
+    event.add_vertex(collision)
     end_vertex: dict[int, Any] = {}
-    for i in range(1, size):
-        mothers = [m for m in record[i].motherList() if m > 0]
+    for beam in (1, 2):
+        collision.add_particle_in(particles[beam])
+        end_vertex[beam] = collision
+    for i in range(3, size):
+        if particles[i] is None:
+            continue
+        mothers = [m for m in record[i].motherList() if m > 0 and particles[m] is not None]
         if not mothers:
-            event.add_particle(particles[i])
+            collision.add_particle_out(particles[i])
             continue
         vertex = next((end_vertex[m] for m in mothers if m in end_vertex), None)
         if vertex is None:

@@ -20,6 +20,13 @@ Pitfalls of SQLamarr 0.0rc7 that this driver works around (each has a test):
    closes it; a later store on the same path then joins the stale cache and
    reads old data. We read through our own read-only connection, closed after
    every batch.
+6. The C++ connection destructor aborts the process when statements are alive:
+   transformers are released before the database (``LamarrPipeline.close``).
+7. ``MCParticleSelector`` uses ``INSERT OR IGNORE`` then ``last_insert_rowid``:
+   a particle reached twice through a multi-mother vertex makes it update the
+   vertices of another particle (even of another event). Parton showers and
+   strings are full of such vertices, so the Pythia conversion leaves partons
+   out by default (``generators._from_pythia``); the test shows both sides.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "pythia_process": "minbias",
     "pythia_ecm": 13600.0,
     "pythia_settings": [],
+    "pythia_keep_partons": False,
     "pv_condition": "synthetic",
     "output_format": "root",
     "seed_salt": 0,
@@ -82,6 +83,7 @@ class RunConfig:
                 "kind": "pythia",
                 "process": self.pythia.process,
                 "ecm": self.pythia.ecm,
+                "keep_partons": self.pythia.keep_partons,
                 "lines": self.pythia.lines(self.seeds()["pythia"]),
             }
         return {
@@ -187,6 +189,7 @@ def config_from_spec(spec: dict[str, Any]) -> RunConfig:
         process=_choice(p, "pythia_process", tuple(PYTHIA_PROCESSES)),
         ecm=_float(p, "pythia_ecm"),
         settings=tuple(settings),
+        keep_partons=bool(p["pythia_keep_partons"]),
     )
     scratch = spec.get("scratch")
     return RunConfig(

@@ -126,3 +126,30 @@ def test_ids_restart_per_batch_but_truth_links_stay_global(
     assert np.array_equal(trees["MCTracks"]["mc_key"], np.arange(len(trees["MCTracks"]["p"])))
     assert keys.max() >= 30 * 10 * 0.5  # links reach into the last batch
     assert np.all(trees["MCTracks"]["evt"][keys] == trees["Tracks"]["evt"])
+
+
+def _origins_off_their_event_pv(out: Path, summary: dict) -> int:
+    trees = read_trees(out / summary["ntuple"])
+    mc, pvs = trees["MCTracks"], trees["PVs"]
+    pv_z = dict(zip(pvs["evt"].tolist(), pvs["mc_z"].tolist(), strict=True))
+    expected = np.array([pv_z[e] for e in mc["evt"].tolist()])
+    return int(np.sum(np.abs(mc["z0"] - expected) > 1e-3))
+
+
+def test_raw_particle_selector_mislinks_vertices_in_parton_graphs(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """Pitfall 7: MCParticleSelector's ``INSERT OR IGNORE`` + ``last_insert_rowid``.
+
+    A particle reached twice through a multi-mother vertex (parton showers,
+    strings) makes the selector update another particle's vertices: some
+    particles get the primary vertex of another event. Without partons in the
+    record (our default) every particle of a minimum-bias event comes from its
+    own event's PV, as the selector's rules say it should.
+    """
+    common = {"run": 21, "events": 5, "batch_size": 5, "generator": "pythia"}
+    with_partons = run_task(tmp_path / "a", models_dir, pythia_keep_partons=True, **common)
+    without = run_task(tmp_path / "b", models_dir, **common)
+    assert _origins_off_their_event_pv(tmp_path / "a", with_partons) > 0
+    assert _origins_off_their_event_pv(tmp_path / "b", without) == 0
+    assert with_partons["charged_particles"] == without["charged_particles"]
