@@ -131,3 +131,21 @@ def test_pythia_hepmc_has_one_beam_pair_and_connected_particles() -> None:
         assert orphans == beams
         finals = [p for p in event.particles if p.status == 1]
         assert all(p.end_vertex is None for p in finals)
+
+
+def test_pythia_heavy_flavour_with_extra_settings(tmp_path: Path, models_dir: Path) -> None:
+    summary = run_task(
+        tmp_path,
+        models_dir,
+        run=4,
+        events=4,
+        generator="pythia",
+        pythia_process="bbbar",
+        pythia_settings=["PhaseSpace:pTHatMin = 5.0"],
+        event_type="bbbar",
+    )
+    lines = read_trees(tmp_path / summary["ntuple"])["provenance"]["settings"]["generator"]["lines"]
+    assert "HardQCD:hardbbbar = on" in lines
+    assert "PhaseSpace:pTHatMin = 5.0" in lines
+    assert summary["events"] == 4
+    assert summary["tracks"] > 0
