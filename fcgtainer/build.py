@@ -34,6 +34,9 @@ from fcgtainer.journal import state_dir
 from fcgtainer.site import Site
 
 LABEL_PREFIX = "org.fcgtainer"
+# A payload layer re-squashes the whole image on every code change: gzip (readable by every
+# squashfuse and kernel) at its fastest level keeps that rebuild short; bases keep the default.
+LAYER_MKSQUASHFS_ARGS = "-Xcompression-level 1"
 Lines = Callable[[str], None]
 
 
@@ -219,6 +222,8 @@ def build_layer(
         argv = [binary, "build"]
         if os.geteuid() != 0:
             argv.append("--fakeroot")
+        if recipe.base is not None:
+            argv.append(f"--mksquashfs-args={LAYER_MKSQUASHFS_ARGS}")
         argv += ["--force", str(tmp), str(deffile)]
         tail: deque[str] = deque(maxlen=40)
 

@@ -82,6 +82,8 @@ def test_layered_build_then_cached_without_apptainer(recipes: Path) -> None:
     layers = build.build("app", runner=fake)
     assert [(layer.recipe, layer.built) for layer in layers] == [("base/os", True), ("app", True)]
     base_def, app_def = fake.calls[0][1], fake.calls[1][1]
+    fast = f"--mksquashfs-args={build.LAYER_MKSQUASHFS_ARGS}"
+    assert fast not in fake.calls[0][0] and fast in fake.calls[1][0]
     assert "MirrorURL: http://mirror.invalid/debian" in base_def
     assert f"From: {layers[0].image}" in app_def
     assert "org.fcgtainer.recipe_hash " + layers[1].provenance["recipe_hash"] in app_def
