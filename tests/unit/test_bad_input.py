@@ -49,15 +49,22 @@ def test_bad_job_file(run_cli: Run, write: Write) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["it's \"quoted\"", "$(touch pwned)", "line one\nline two", "a; touch pwned", "`id`"]
+    "value", ['it\'s "quoted"', "$(touch pwned)", "line one\nline two", "a; touch pwned", "`id`"]
 )
 def test_hostile_values_reach_payload(
     run_cli: Run, local_site: Path, tmp_path: Path, value: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(
-        "submit", "hello", "--site", str(local_site), "--set", f"greeting={value}",
-        "--set", "n=0", "--wait",
+        "submit",
+        "hello",
+        "--site",
+        str(local_site),
+        "--set",
+        f"greeting={value}",
+        "--set",
+        "n=0",
+        "--wait",
     )
     assert code == 0, err
     hello = next((tmp_path / "runs").glob("hello-*/out/0/hello.txt"))
