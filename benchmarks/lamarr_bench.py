@@ -88,7 +88,8 @@ def full_chain(
     if kind == "gun":
         events = gun_events(GunSettings(), n_events, seed=1)
     else:
-        events = pythia_events(PythiaSettings(), n_events, seed=1)
+        settings = PythiaSettings(keep_partons=kind == "pythia-with-partons")
+        events = pythia_events(settings, n_events, seed=1)
     store = EventStore(work / f"{kind}.db", seed=1)
     pipeline = LamarrPipeline(store, models, "synthetic")
     batches = write_batches(
@@ -209,9 +210,14 @@ def main(argv: list[str] | None = None) -> int:
             build_models(models, budget="quick")
         gun = full_chain("gun", args.gun_events, args.batch_size, models, work)
         pythia = full_chain("pythia", args.pythia_events, args.batch_size // 5, models, work)
+        with_partons = full_chain(
+            "pythia-with-partons", args.pythia_events, args.batch_size // 5, models, work
+        )
+        with_partons.pop("files")
         results = {
             "particle_gun_full_chain": gun,
             "pythia_minbias_full_chain": pythia,
+            "pythia_minbias_full_chain_partons_kept": with_partons,
             "driver_overhead_gun": overhead(gun.pop("files"), models, work, args.repeat),
             "driver_overhead_pythia": overhead(pythia.pop("files"), models, work, args.repeat),
             "published_lamarr_costs": PUBLISHED,
