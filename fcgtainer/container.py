@@ -99,8 +99,8 @@ if [ -n "$scratch" ]; then
 else
     scratch=${TMPDIR:-/tmp}
 fi
-node="$scratch/fcgtainer-$(id -u)"
-mkdir -p "$node" || die 2 "scratch: cannot create $node"
+node="$scratch/fcgtainer-$UID"
+[ -d "$node" ] || mkdir -p "$node" || die 2 "scratch: cannot create $node"
 
 # the image: mounted (FUSE usable), else unpacked once per node and reused
 fuse_ok() {
@@ -184,7 +184,8 @@ see fcgtainer doctor"
 fi
 
 [ -n "$site_scratch" ] && binds+=("$site_scratch:$site_scratch:rw")
-work=$(mktemp -d "$node/work.XXXXXX") || die 2 "scratch: cannot create a workdir in $node"
+work="$node/work.$$.$RANDOM"
+mkdir -m 700 "$work" || die 2 "scratch: cannot create a workdir in $node"
 cmd=(env -i "PATH=$PATH" "HOME=$HOME")
 for kv in "${envs[@]+"${envs[@]}"}"; do cmd+=("APPTAINERENV_$kv"); done
 [ -n "$site_scratch" ] && cmd+=("APPTAINERENV_FCGTAINER_SCRATCH=$site_scratch")
