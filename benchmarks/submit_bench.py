@@ -127,8 +127,9 @@ def snakemake(work: Path, binary: str) -> float:
         str(TASKS),
         "--latency-wait",
         "5",
-        "--default-resources",
-        "slurm_account=none",
+        "--slurm-no-account",
+        "--slurm-logdir",
+        str(work / "slurm-logs"),
     ]
     return until_queued(argv, work)
 
