@@ -80,7 +80,9 @@ def plot_chi2_history(
             label=f"best: iteration {best}",
         )
         ax.legend()
-    ax.set_yscale("log")
+    finite = values[np.isfinite(values) & (values > 0)]
+    if finite.size and finite.max() > 20 * finite.min():
+        ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel("chi2 / ndf (total energy)")
     ax.set_title(title)

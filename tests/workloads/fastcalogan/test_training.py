@@ -108,7 +108,8 @@ def test_resume_gives_the_same_weights(tmp_path: Path) -> None:
         np.testing.assert_array_equal(b.arrays[name], value, err_msg=name)
 
 
-def test_sigterm_checkpoints_then_exits_85_and_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR2], ids=["TERM", "USR2"])
+def test_signal_checkpoints_then_exits_85_and_resumes(tmp_path: Path, signum: int) -> None:
     spec = _spec(tmp_path, iterations=100000, checkpoint_every=100000, events_per_energy=50)
     env = {**os.environ, "PYTHONPATH": str(JOB_DIR), "TF_CPP_MIN_LOG_LEVEL": "2"}
     argv = [sys.executable, "-m", "fastcalogan", "train", "--spec", str(spec)]
@@ -118,7 +119,7 @@ def test_sigterm_checkpoints_then_exits_85_and_resumes(tmp_path: Path) -> None:
     for line in proc.stdout:
         lines.append(line)
         if line.startswith("it "):  # it is training: ask it to stop, as SLURM/HTCondor do
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signum)
             break
     rest, _ = proc.communicate(timeout=300)
     assert proc.returncode == 85, "".join(lines) + rest
@@ -202,3 +203,16 @@ def test_packed_gans_match_single_gans(tmp_path: Path) -> None:
                 atol=1e-6,
                 err_msg=f"{name} of slice {eta_slice}",
             )
+
+
+def test_two_processes_compute_identical_weights(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(JOB_DIR), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    digests = []
+    for name in ("a", "b"):
+        spec = _spec(tmp_path / name, iterations=20, checkpoint_every=20, events_per_energy=50)
+        argv = [sys.executable, "-m", "fastcalogan", "train", "--spec", str(spec)]
+        done = subprocess.run(argv, env=env, text=True, capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        record = json.loads((tmp_path / name / "checkpoints" / "ckpt-000000020.json").read_text())
+        digests.append(record["sha256"])
+    assert digests[0] == digests[1]
