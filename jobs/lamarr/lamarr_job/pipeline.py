@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,157 +42,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import queries as q
 from .modelspec import PV_DB_NAME, PV_TABLE, spec_by_name
 
-#: Columns of the persisted truth table (one row per charged particle).
-MC_COLUMNS: tuple[str, ...] = (
-    "mcparticle_id",
-    "genevent_id",
-    "evt",
-    "pid",
-    "charge",
-    "p",
-    "eta",
-    "phi",
-    "tx",
-    "ty",
-    "x0",
-    "y0",
-    "z0",
-    "z_ctb",
-    "x_ctb",
-    "y_ctb",
-    "log10_p",
-    "acceptance",
-    "efficiency",
-    "accepted",
-    "reconstructed",
-)
-#: Columns of the truth table that go to the nTuple (the rest are pipeline internals).
-MC_OUTPUT: tuple[str, ...] = (
-    "mcparticle_id",
-    "evt",
-    "pid",
-    "charge",
-    "p",
-    "eta",
-    "phi",
-    "tx",
-    "ty",
-    "x0",
-    "y0",
-    "z0",
-    "z_ctb",
-    "acceptance",
-    "efficiency",
-    "accepted",
-    "reconstructed",
-)
-#: Columns of the persisted reconstructed-track table.
-TRACK_COLUMNS: tuple[str, ...] = (
-    "mcparticle_id",
-    "evt",
-    "charge",
-    "p",
-    "px",
-    "py",
-    "pz",
-    "eta",
-    "tx",
-    "ty",
-    "x_ctb",
-    "y_ctb",
-    "z_ctb",
-    "p_err",
-    "dllk",
-    "dllmu",
-)
-#: Columns of the reconstructed primary vertices (with their true position).
-PV_COLUMNS: tuple[str, ...] = (
-    "evt",
-    "x",
-    "y",
-    "z",
-    "sigma_x",
-    "sigma_y",
-    "sigma_z",
-    "mc_x",
-    "mc_y",
-    "mc_z",
-)
-
 Columns = dict[str, npt.NDArray[Any]]
-
-_PROPAGATE = """
-SELECT
-  p.mcparticle_id, p.genevent_id, ge.collision, p.pid, propagation_charge(p.pid),
-  norm2(p.px, p.py, p.pz), pseudorapidity(p.px, p.py, p.pz), azimuthal(p.px, p.py, p.pz),
-  p.px / p.pz, p.py / p.pz,
-  ov.x, ov.y, ov.z,
-  z_closest_to_beam(ov.x, ov.y, ov.z, p.px / p.pz, p.py / p.pz)
-FROM MCParticles AS p
-INNER JOIN MCVertices AS ov ON p.production_vertex = ov.mcvertex_id
-INNER JOIN GenEvents AS ge ON ge.genevent_id = p.genevent_id
-WHERE p.pz > 0 AND propagation_charge(p.pid) <> 0
-"""
-
-_DRAWS = """
-SELECT mcparticle_id, random_uniform(), random_uniform() FROM propagated
-"""
-
-_MC_TRACKS = """
-SELECT
-  t.mcparticle_id, t.genevent_id, t.evt, t.pid, t.charge, t.p, t.eta, t.phi, t.tx, t.ty,
-  t.x0, t.y0, t.z0, t.z_ctb,
-  t.x0 + t.tx * (t.z_ctb - t.z0), t.y0 + t.ty * (t.z_ctb - t.z0),
-  log(t.p / 1000.) / log(10.),
-  a.acceptance, e.efficiency,
-  d.u_acc < a.acceptance,
-  d.u_acc < a.acceptance AND d.u_eff < e.efficiency
-FROM propagated AS t
-INNER JOIN tmp_acceptance AS a ON a.mcparticle_id = t.mcparticle_id
-INNER JOIN tmp_efficiency AS e ON e.mcparticle_id = t.mcparticle_id
-INNER JOIN draws AS d ON d.mcparticle_id = t.mcparticle_id
-"""
-
-_TRACK_INPUTS = """
-SELECT mcparticle_id, log(p / 1000.) / log(10.) AS log10_p, eta
-FROM propagated
-"""
-
-_RECO_INPUTS = """
-SELECT mcparticle_id, log10_p, eta FROM MCTracks WHERE reconstructed = 1
-"""
-
-_PID_INPUTS = """
-SELECT mcparticle_id, log10_p, eta,
-  abs(pid) = 11, abs(pid) = 13, abs(pid) = 211, abs(pid) = 321, abs(pid) = 2212
-FROM MCTracks WHERE reconstructed = 1
-"""
-
-_TRACKS = """
-SELECT mcparticle_id, evt, charge, p_r,
-  slopes_to_cartesian(0, p_r, tx_r, ty_r),
-  slopes_to_cartesian(1, p_r, tx_r, ty_r),
-  slopes_to_cartesian(2, p_r, tx_r, ty_r),
-  pseudorapidity(slopes_to_cartesian(0, p_r, tx_r, ty_r),
-                 slopes_to_cartesian(1, p_r, tx_r, ty_r),
-                 slopes_to_cartesian(2, p_r, tx_r, ty_r)),
-  tx_r, ty_r, x_ctb, y_ctb, z_ctb, p_r * p_err_rel, dllk, dllmu
-FROM (
-  SELECT t.mcparticle_id, t.evt, t.charge, t.p * (1 + r.dp_rel) AS p_r,
-    t.tx + r.dtx AS tx_r, t.ty + r.dty AS ty_r, t.x_ctb, t.y_ctb, t.z_ctb,
-    c.p_err_rel, pid.dllk, pid.dllmu
-  FROM MCTracks AS t
-  INNER JOIN tmp_resolution AS r ON r.mcparticle_id = t.mcparticle_id
-  INNER JOIN tmp_covariance AS c ON c.mcparticle_id = t.mcparticle_id
-  INNER JOIN tmp_pid AS pid ON pid.mcparticle_id = t.mcparticle_id
-)
-"""
-
-_DROP_PHANTOM_EVENTS = (
-    "DELETE FROM GenEvents WHERE genevent_id NOT IN (SELECT DISTINCT genevent_id FROM GenParticles)"
-)
 
 
 @dataclass
@@ -219,7 +73,8 @@ class EventStore:
 
     def reader(self) -> contextlib.closing[sqlite3.Connection]:
         """A read-only Python connection (no shared cache), closed on exit (pitfall 5)."""
-        return contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True))
+        uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+        return contextlib.closing(sqlite3.connect(uri, uri=True))
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a read query through a Python connection (sees persistent tables only)."""
@@ -289,25 +144,25 @@ def build_algorithms(db: Any, models: Path, condition: str) -> dict[str, list[An
         "z_ctb",
     ]
     return {
-        "fix_loader": [SQLamarr.EditEventStore(db, [_DROP_PHANTOM_EVENTS])],
+        "fix_loader": [SQLamarr.EditEventStore(db, [q.DROP_PHANTOM_EVENTS])],
         "truth": [
             SQLamarr.PVFinder(db),
             SQLamarr.MCParticleSelector(db),
             SQLamarr.PVReconstruction(db, str(models / PV_DB_NAME), PV_TABLE, condition),
         ],
-        "propagation": [SQLamarr.TemporaryTable(db, "propagated", propagated_cols, _PROPAGATE)],
+        "propagation": [SQLamarr.TemporaryTable(db, "propagated", propagated_cols, q.PROPAGATE)],
         "efficiency": [
-            plugin("acceptance", _TRACK_INPUTS),
-            plugin("efficiency", _TRACK_INPUTS),
-            SQLamarr.TemporaryTable(db, "draws", ["mcparticle_id", "u_acc", "u_eff"], _DRAWS),
-            SQLamarr.TemporaryTable(db, "MCTracks", list(MC_COLUMNS), _MC_TRACKS, True),
+            plugin("acceptance", q.TRACK_INPUTS),
+            plugin("efficiency", q.TRACK_INPUTS),
+            SQLamarr.TemporaryTable(db, "draws", ["mcparticle_id", "u_acc", "u_eff"], q.DRAWS),
+            SQLamarr.TemporaryTable(db, "MCTracks", list(q.MC_COLUMNS), q.MC_TRACKS, True),
         ],
         "parameterisations": [
-            plugin("resolution", _RECO_INPUTS),
-            plugin("covariance", _RECO_INPUTS),
-            plugin("pid", _PID_INPUTS),
+            plugin("resolution", q.RECO_INPUTS),
+            plugin("covariance", q.RECO_INPUTS),
+            plugin("pid", q.PID_INPUTS),
         ],
-        "persist": [SQLamarr.TemporaryTable(db, "Tracks", list(TRACK_COLUMNS), _TRACKS, True)],
+        "persist": [SQLamarr.TemporaryTable(db, "Tracks", list(q.TRACK_COLUMNS), q.TRACKS, True)],
     }
 
 
@@ -371,8 +226,8 @@ class LamarrPipeline:
                 raise RuntimeError(
                     f"{hepmc}: {n_events} events in the store, {expected_events} written"
                 )
-            mc = _fetch(conn, "MCTracks", MC_OUTPUT)
-            tracks = _fetch(conn, "Tracks", TRACK_COLUMNS)
+            mc = _fetch(conn, "MCTracks", q.MC_OUTPUT)
+            tracks = _fetch(conn, "Tracks", q.TRACK_COLUMNS)
             pvs = _fetch(
                 conn,
                 "Vertices AS v INNER JOIN MCVertices AS m ON m.mcvertex_id = v.mcvertex_id "
@@ -400,7 +255,7 @@ class LamarrPipeline:
         self._n_mc += len(order)
         self._mc.append(mc)
         self._tracks.append(tracks)
-        self._pvs.append(dict(zip(PV_COLUMNS, pvs.values(), strict=True)))
+        self._pvs.append(dict(zip(q.PV_COLUMNS, pvs.values(), strict=True)))
 
     def results(self) -> dict[str, Columns]:
         """Return the concatenated ``MCTracks``, ``Tracks`` and ``PVs`` columns."""
@@ -411,9 +266,9 @@ class LamarrPipeline:
             return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
 
         return {
-            "MCTracks": cat(self._mc, (*MC_OUTPUT, "mc_key")),
-            "Tracks": cat(self._tracks, (*TRACK_COLUMNS, "mc_key")),
-            "PVs": cat(self._pvs, PV_COLUMNS),
+            "MCTracks": cat(self._mc, (*q.MC_OUTPUT, "mc_key")),
+            "Tracks": cat(self._tracks, (*q.TRACK_COLUMNS, "mc_key")),
+            "PVs": cat(self._pvs, q.PV_COLUMNS),
         }
 
 
