@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_spec, read_trees, run_task
+from lamarr_testing import make_spec, read_trees, run_task
 
 pytestmark = pytest.mark.workload
 

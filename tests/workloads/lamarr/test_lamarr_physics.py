@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import read_trees, run_task
+from lamarr_testing import read_trees, run_task
 
 pytestmark = pytest.mark.workload
 
