@@ -28,6 +28,14 @@ def _typed(columns: Columns) -> Columns:
     }
 
 
+def _publish(tmp: str, path: Path) -> None:
+    """Give a temporary file the umask's permissions (mkstemp makes it 0600), rename it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def write_ntuple(path: Path, trees: dict[str, Columns], provenance: dict[str, Any]) -> None:
     """Write one TTree per table and the provenance as a JSON string (TObjString).
 
@@ -46,7 +54,7 @@ def write_ntuple(path: Path, trees: dict[str, Columns], provenance: dict[str, An
             for name, columns in trees.items():
                 root.mktree(name, _typed(columns))
             root["provenance"] = json.dumps(provenance, sort_keys=True)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -60,7 +68,7 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    _publish(tmp, path)
 
 
 def summarise(trees: dict[str, Columns], events: int) -> dict[str, Any]:
