@@ -206,6 +206,9 @@ def build_models(out: str | Path, budget: str = "quick", seed: int = 12345) -> d
         }
         (work / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         validate_models_dir(work)
+        umask = os.umask(0)
+        os.umask(umask)
+        work.chmod(0o777 & ~umask)  # mkdtemp made it 0700; model sets are shared
         work.rename(target)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
