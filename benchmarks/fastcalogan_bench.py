@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from fastcalogan import model
+from fastcalogan import hparams, model
 from fastcalogan.step import WganTrainer
 
-B = model.BATCH_SIZE
+B = hparams.BATCH_SIZE
 N_EVENTS = 5000
 
 
@@ -48,7 +48,7 @@ def step_flops(n: int) -> float:
     gen = 2.0 * B * sum(i * o for i, o in model.GanShape(n).generator_layers())
     per_critic_step = 27 * unit  # 8 forward, 6 input-gradient, 1 grad_x, 3 GP reverse, 9 dW
     gen_step = 6 * unit + 3 * gen  # critic forward + input gradient, generator fwd + bwd
-    return model.CRITIC_STEPS * (per_critic_step + gen) + gen_step
+    return hparams.CRITIC_STEPS * (per_critic_step + gen) + gen_step
 
 
 def keras_baseline(n: int, x: np.ndarray, y: np.ndarray) -> Any:
@@ -56,26 +56,26 @@ def keras_baseline(n: int, x: np.ndarray, y: np.ndarray) -> Any:
     import keras
     from keras import layers
 
-    z_in, c_in = keras.Input((model.LATENT_DIM,)), keras.Input((1,))
+    z_in, c_in = keras.Input((hparams.LATENT_DIM,)), keras.Input((1,))
     h = layers.Concatenate()([z_in, c_in])
-    for units in (*model.GENERATOR_HIDDEN, n):
+    for units in (*hparams.GENERATOR_HIDDEN, n):
         h = layers.Dense(units, activation="relu", kernel_initializer="he_uniform")(h)
     gen = keras.Model([z_in, c_in], h)
     x_in = keras.Input((n + 1,))
     h = x_in
-    for _ in range(model.CRITIC_DEPTH):
+    for _ in range(hparams.CRITIC_DEPTH):
         h = layers.Dense(n, activation="relu", kernel_initializer="he_uniform")(h)
     crit = keras.Model(x_in, layers.Dense(1, kernel_initializer="he_uniform")(h))
-    opt_g = keras.optimizers.Adam(model.LEARNING_RATE, beta_1=model.BETA1)
-    opt_d = keras.optimizers.Adam(model.LEARNING_RATE, beta_1=model.BETA1)
+    opt_g = keras.optimizers.Adam(hparams.LEARNING_RATE, beta_1=hparams.BETA1)
+    opt_d = keras.optimizers.Adam(hparams.LEARNING_RATE, beta_1=hparams.BETA1)
     xs, ys = tf.constant(x), tf.constant(y)
 
     @tf.function
     def step() -> tf.Tensor:
-        for _ in range(model.CRITIC_STEPS):
+        for _ in range(hparams.CRITIC_STEPS):
             idx = tf.random.uniform([B], 0, N_EVENTS, dtype=tf.int32)
             real, label = tf.gather(xs, idx), tf.gather(ys, idx)
-            noise = tf.random.normal([B, model.LATENT_DIM], model.NOISE_MEAN, model.NOISE_STD)
+            noise = tf.random.normal([B, hparams.LATENT_DIM], hparams.NOISE_MEAN, hparams.NOISE_STD)
             with tf.GradientTape() as tape:
                 fake = gen([noise, label])
                 alpha = tf.random.uniform([B, 1])
@@ -84,7 +84,7 @@ def keras_baseline(n: int, x: np.ndarray, y: np.ndarray) -> Any:
                     gp_tape.watch(inter)
                     d_inter = crit(tf.concat([inter, label], 1))
                 grad = gp_tape.gradient(d_inter, inter)
-                gp = model.GP_LAMBDA * tf.reduce_mean((tf.norm(grad, axis=1) - 1.0) ** 2)
+                gp = hparams.GP_LAMBDA * tf.reduce_mean((tf.norm(grad, axis=1) - 1.0) ** 2)
                 d_loss = (
                     tf.reduce_mean(crit(tf.concat([fake, label], 1)))
                     - tf.reduce_mean(crit(tf.concat([real, label], 1)))
@@ -92,7 +92,7 @@ def keras_baseline(n: int, x: np.ndarray, y: np.ndarray) -> Any:
                 )
             grads = tape.gradient(d_loss, crit.trainable_variables)
             opt_d.apply_gradients(zip(grads, crit.trainable_variables, strict=True))
-        noise = tf.random.normal([B, model.LATENT_DIM], model.NOISE_MEAN, model.NOISE_STD)
+        noise = tf.random.normal([B, hparams.LATENT_DIM], hparams.NOISE_MEAN, hparams.NOISE_STD)
         with tf.GradientTape() as tape:
             g_loss = -tf.reduce_mean(crit(tf.concat([gen([noise, label]), label], 1)))
         grads = tape.gradient(g_loss, gen.trainable_variables)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .model import GENERATOR_HIDDEN, LATENT_DIM, NOISE_MEAN, NOISE_STD
+from .hparams import GENERATOR_HIDDEN, LATENT_DIM, NOISE_MEAN, NOISE_STD
 from .readers import ShowerSet
 
 N_BINS = 30

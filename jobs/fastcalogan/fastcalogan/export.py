@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import write_atomic
-from .model import GENERATOR_HIDDEN, LATENT_DIM, NOISE_MEAN, NOISE_STD
+from .hparams import GENERATOR_HIDDEN, LATENT_DIM, NOISE_MEAN, NOISE_STD
 
 
 def layer_description(params: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:

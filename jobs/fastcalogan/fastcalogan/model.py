@@ -35,18 +35,20 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-LATENT_DIM = 50
-NOISE_MEAN = 0.5
-NOISE_STD = 0.5
-GENERATOR_HIDDEN = (50, 100, 200)
-CRITIC_DEPTH = 3
-GP_LAMBDA = 10.0
-CRITIC_STEPS = 5
-LEARNING_RATE = 1e-4
-BETA1 = 0.55
-BETA2 = 0.999
-EPSILON = 1e-7
-BATCH_SIZE = 128
+from .hparams import (  # noqa: F401  (re-exported: model.LATENT_DIM etc.)
+    BATCH_SIZE,
+    BETA1,
+    BETA2,
+    CRITIC_DEPTH,
+    CRITIC_STEPS,
+    EPSILON,
+    GENERATOR_HIDDEN,
+    GP_LAMBDA,
+    LATENT_DIM,
+    LEARNING_RATE,
+    NOISE_MEAN,
+    NOISE_STD,
+)
 
 
 @dataclass(frozen=True)

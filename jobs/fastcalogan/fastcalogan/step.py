@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from . import model
+from . import hparams, model
 
 _STREAMS = 4  # random streams per iteration: data indices, critic noise, alpha, generator noise
 
@@ -49,7 +49,7 @@ class WganTrainer:
         datasets: Sequence[tuple[np.ndarray, np.ndarray]],
         keys: Sequence[int],
         packed: bool = False,
-        batch_size: int = model.BATCH_SIZE,
+        batch_size: int = hparams.BATCH_SIZE,
         jit: bool = False,
     ) -> None:
         if not packed and len(datasets) != 1:
@@ -111,7 +111,7 @@ class WganTrainer:
 
     def _draw(self) -> tuple[tf.Tensor, ...]:
         """Real batch, labels, critic noise, alpha and generator noise of this iteration."""
-        n_crit = model.CRITIC_STEPS * self.batch_size
+        n_crit = hparams.CRITIC_STEPS * self.batch_size
         base = self.iteration * _STREAMS
         draws: list[list[tf.Tensor]] = [[], [], [], [], []]
         for k, key in enumerate(self.keys):
@@ -124,16 +124,16 @@ class WganTrainer:
             draws[1].append(tf.gather(self._y[k], idx))
             draws[2].append(
                 tf.random.stateless_normal(
-                    [n_crit, model.LATENT_DIM], seeds[1], model.NOISE_MEAN, model.NOISE_STD
+                    [n_crit, hparams.LATENT_DIM], seeds[1], hparams.NOISE_MEAN, hparams.NOISE_STD
                 )
             )
             draws[3].append(tf.random.stateless_uniform([n_crit, 1], seeds[2]))
             draws[4].append(
                 tf.random.stateless_normal(
-                    [self.batch_size, model.LATENT_DIM],
+                    [self.batch_size, hparams.LATENT_DIM],
                     seeds[3],
-                    model.NOISE_MEAN,
-                    model.NOISE_STD,
+                    hparams.NOISE_MEAN,
+                    hparams.NOISE_STD,
                 )
             )
         if self.packed:
@@ -142,8 +142,8 @@ class WganTrainer:
 
     def _adam(self, names: Sequence[str], grads: Mapping[str, tf.Tensor], t: tf.Tensor) -> None:
         t_f = tf.cast(t, tf.float32)
-        b1p = tf.pow(tf.constant(model.BETA1, tf.float32), t_f)
-        b2p = tf.pow(tf.constant(model.BETA2, tf.float32), t_f)
+        b1p = tf.pow(tf.constant(hparams.BETA1, tf.float32), t_f)
+        b2p = tf.pow(tf.constant(hparams.BETA2, tf.float32), t_f)
         for n in names:
             tf.raw_ops.ResourceApplyAdam(
                 var=self.params[n].handle,
@@ -151,10 +151,10 @@ class WganTrainer:
                 v=self.slots[f"v/{n}"].handle,
                 beta1_power=b1p,
                 beta2_power=b2p,
-                lr=tf.constant(model.LEARNING_RATE, tf.float32),
-                beta1=tf.constant(model.BETA1, tf.float32),
-                beta2=tf.constant(model.BETA2, tf.float32),
-                epsilon=tf.constant(model.EPSILON, tf.float32),
+                lr=tf.constant(hparams.LEARNING_RATE, tf.float32),
+                beta1=tf.constant(hparams.BETA1, tf.float32),
+                beta2=tf.constant(hparams.BETA2, tf.float32),
+                epsilon=tf.constant(hparams.EPSILON, tf.float32),
                 grad=grads[n],
             )
 
@@ -166,7 +166,7 @@ class WganTrainer:
         # The generator is fixed during the critic steps: one pass makes all 5 fake batches.
         fake = model.generate(g_params, noise, label)
         metrics: dict[str, tf.Tensor] = {}
-        for s in range(model.CRITIC_STEPS):
+        for s in range(hparams.CRITIC_STEPS):
             rows = slice(s * b, (s + 1) * b)
             d_params = {n: self.params[n].read_value() for n in d_names}
             grads, metrics = model.critic_gradients(
@@ -178,7 +178,7 @@ class WganTrainer:
             )
             self.d_updates.assign_add(1)
             self._adam(d_names, grads, self.d_updates)
-        last_label = label[..., (model.CRITIC_STEPS - 1) * b :, :]
+        last_label = label[..., (hparams.CRITIC_STEPS - 1) * b :, :]
         d_params = {n: self.params[n].read_value() for n in d_names}
         g_vars = [self.params[n] for n in g_names]
         with tf.GradientTape() as tape:
