@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import time
@@ -37,6 +38,8 @@ LABEL_PREFIX = "org.fcgtainer"
 # A payload layer re-squashes the whole image on every code change: gzip (readable by every
 # squashfuse and kernel) at its fastest level keeps that rebuild short; bases keep the default.
 LAYER_MKSQUASHFS_ARGS = "-Xcompression-level 1"
+# Older builds of a recipe kept beside the newest (runs in flight may still use them).
+KEEP = 3
 Lines = Callable[[str], None]
 
 
@@ -245,6 +248,7 @@ def build_layer(
         _write_json(provenance_path(target), prov)
         _point_latest(recipe, target)
         shutil.rmtree(work, ignore_errors=True)
+        prune(recipe.name, directory)
     return Layer(recipe.name, target, True, seconds, prov)
 
 
@@ -377,6 +381,19 @@ def list_images(site: Site | None = None) -> list[dict[str, Any]]:
         data["present"] = image.is_file()
         found.append(data)
     return sorted(found, key=lambda d: str(d.get("build_time", "")), reverse=True)
+
+
+def prune(name: str, directory: Path, keep: int = KEEP) -> list[Path]:
+    """Delete all but the ``keep`` newest builds of a recipe (each is hundreds of MB)."""
+    pattern = re.compile(rf"^{re.escape(rc.slug(name))}-[0-9a-f]{{16}}\.sif$")
+    builds = [p for p in directory.iterdir() if pattern.match(p.name) and not p.is_symlink()]
+    builds.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = []
+    for old in builds[keep:]:
+        for path in (old, provenance_path(old), old.with_name(old.name + ".sha256.json")):
+            path.unlink(missing_ok=True)
+        removed.append(old)
+    return removed
 
 
 def _read_json(image: Path) -> dict[str, Any]:

@@ -252,3 +252,15 @@ def test_concurrent_builders_share_one_build(recipes: Path) -> None:
         runner=fake,
     )
     assert not layer.built and len(fake.calls) == 1
+
+
+def test_old_builds_are_pruned(recipes: Path) -> None:
+    images = recipes / "images"
+    for n in range(build.KEEP + 2):
+        (recipes / "payload" / "pkg" / "__init__.py").write_text(f"X = {n}\n")
+        build.build("app", runner=FakeBuild())
+    kept = sorted(p.name for p in images.glob("app-*.sif"))
+    assert len(kept) == build.KEEP
+    assert Path(build.find_image("app")).name in kept
+    assert len(list(images.glob("base-os-*.sif"))) == 1
+    assert len(list(images.glob("app-????????????????.json"))) == build.KEEP
