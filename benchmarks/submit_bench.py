@@ -58,7 +58,9 @@ def clear() -> None:
         time.sleep(0.5)
 
 
-def until_queued(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+def until_queued(
+    argv: Sequence[str], cwd: Path, log: Path, env: dict[str, str] | None = None
+) -> float:
     """Seconds from starting ``argv`` until TASKS tasks are queued; the command is stopped."""
     start = time.perf_counter()
     child = subprocess.Popen(
@@ -66,13 +68,13 @@ def until_queued(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = No
         cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(cwd / "stderr.log", "ab"),  # noqa: SIM115 - closed with the child
+        stderr=open(log, "ab"),  # noqa: SIM115 - closed with the child
         start_new_session=True,
     )
     try:
         while queued() < TASKS:
             if child.poll() not in (None, 0):
-                raise RuntimeError(f"{argv[0]} exited {child.returncode}: see {cwd}/stderr.log")
+                raise RuntimeError(f"{argv[0]} exited {child.returncode}: see {log}")
             if time.perf_counter() - start > DEADLINE_S:
                 raise RuntimeError(f"{argv[0]}: {queued()} of {TASKS} queued after {DEADLINE_S} s")
             time.sleep(0.02)
@@ -80,7 +82,11 @@ def until_queued(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = No
     finally:
         if child.poll() is None:
             os.killpg(child.pid, 15)
-            child.wait()
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, 9)
+                child.wait()
         clear()
 
 
@@ -88,7 +94,8 @@ def fcgtainer(work: Path) -> float:
     """``fcgtainer submit fastcalogan --site testbed-slurm``."""
     env = {**os.environ, "FCGTAINER_STATE_DIR": str(work / "state")}
     cli = shutil.which("fcgtainer") or "fcgtainer"
-    return until_queued([cli, "submit", "fastcalogan", "--site", "testbed-slurm"], REPO, env)
+    argv = [cli, "submit", "fastcalogan", "--site", "testbed-slurm"]
+    return until_queued(argv, REPO, work / "fcgtainer.log", env)
 
 
 def separate_sbatch(work: Path) -> float:
@@ -102,7 +109,7 @@ def separate_sbatch(work: Path) -> float:
           done
         done
         """)
-    return until_queued(["bash", "-c", script], work)
+    return until_queued(["bash", "-c", script], work, work / "sbatch.log")
 
 
 def snakemake(work: Path, binary: str) -> float:
@@ -128,10 +135,14 @@ def snakemake(work: Path, binary: str) -> float:
         "--latency-wait",
         "5",
         "--slurm-no-account",
+        # hand all 300 jobs to the plugin at once: with the default 100/1s it waits for the
+        # rest of the rule's jobs before submitting an array, and stalls at 200 tasks
+        "--max-jobs-per-timespan",
+        "1000/1s",
         "--slurm-logdir",
         str(work / "slurm-logs"),
     ]
-    return until_queued(argv, work)
+    return until_queued(argv, work, work / "snakemake.log")
 
 
 def calls_per_poll(site: str, work: Path) -> dict[str, Any]:
