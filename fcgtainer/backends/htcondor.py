@@ -271,7 +271,9 @@ class HTCondorBackend(Backend):
         constraint = f"FcgtainerRun == {classad_string(plan.run_id, 'run')}"
         ads = list(schedd.query(constraint=constraint, projection=PROJECTION))
         if not ads:
-            ads = list(schedd.history(constraint=constraint, projection=PROJECTION))
+            ads = list(
+                schedd.history(constraint=constraint, projection=PROJECTION, match=len(plan.tasks))
+            )
         found: dict[int, tuple[int, int]] = {}
         for ad in ads:
             index, cluster, proc = int(ad["FcgtainerTask"]), int(ad["ClusterId"]), int(ad["ProcId"])
