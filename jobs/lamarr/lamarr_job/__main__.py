@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from .errors import EXIT_CONFIG, LamarrError
@@ -26,6 +27,16 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("validate-models", help="check a models directory")
     check.add_argument("directory")
     return parser
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    """Turn SIGTERM/SIGUSR2 into SystemExit so ``finally`` blocks clean up.
+
+    The run's work directory may sit in ``/dev/shm`` (node memory); without this
+    an evicted task would leave it behind. 128 + signal: a failure the
+    scheduler may retry (the payload does not checkpoint).
+    """
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,4 +78,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    for _signum in (signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(_signum, _exit_on_signal)
     sys.exit(main())

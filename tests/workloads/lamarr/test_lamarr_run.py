@@ -149,3 +149,36 @@ def test_pythia_heavy_flavour_with_extra_settings(tmp_path: Path, models_dir: Pa
     assert "PhaseSpace:pTHatMin = 5.0" in lines
     assert summary["events"] == 4
     assert summary["tracks"] > 0
+
+
+def test_sigterm_cleans_the_work_directory(tmp_path: Path, models_dir: Path) -> None:
+    """An evicted task leaves nothing in its scratch (which may be /dev/shm)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lamarr_testing import JOB_DIR
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    spec = make_spec(tmp_path / "out", models_dir, run=1, events=200000, batch_size=100)
+    spec["scratch"] = str(scratch)
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    env = {**os.environ, "PYTHONPATH": str(JOB_DIR)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lamarr_job", "generate", "--spec", str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not list(scratch.glob("lamarr-*/events.db")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(scratch.glob("lamarr-*")), "the task never started"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert list(scratch.iterdir()) == []
+    assert not list((tmp_path / "out").glob("*.root"))
