@@ -129,11 +129,17 @@ def test_ids_restart_per_batch_but_truth_links_stay_global(
 
 
 def _origins_off_their_event_pv(out: Path, summary: dict) -> int:
+    """Particles born more than 5 mm from their own event's PV (along z).
+
+    Genuine displaced origins come from decays of the few particles the
+    selector keeps with an end vertex (taus: well under 5 mm); beam-spot
+    sigma_z is 45 mm, so a particle given another event's PV lands far away.
+    """
     trees = read_trees(out / summary["ntuple"])
     mc, pvs = trees["MCTracks"], trees["PVs"]
     pv_z = dict(zip(pvs["evt"].tolist(), pvs["mc_z"].tolist(), strict=True))
     expected = np.array([pv_z[e] for e in mc["evt"].tolist()])
-    return int(np.sum(np.abs(mc["z0"] - expected) > 1e-3))
+    return int(np.sum(np.abs(mc["z0"] - expected) > 5.0))
 
 
 def test_raw_particle_selector_mislinks_vertices_in_parton_graphs(
@@ -144,8 +150,7 @@ def test_raw_particle_selector_mislinks_vertices_in_parton_graphs(
     A particle reached twice through a multi-mother vertex (parton showers,
     strings) makes the selector update another particle's vertices: some
     particles get the primary vertex of another event. Without partons in the
-    record (our default) every particle of a minimum-bias event comes from its
-    own event's PV, as the selector's rules say it should.
+    record (our default) they do not.
     """
     common = {"run": 21, "events": 5, "batch_size": 5, "generator": "pythia"}
     with_partons = run_task(tmp_path / "a", models_dir, pythia_keep_partons=True, **common)
