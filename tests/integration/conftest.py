@@ -28,6 +28,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = ("apptainer", "slurm", "htcondor")
 SMOKE_RECIPE = REPO / "recipes" / "debian-smoke.def"
+USABLE_NODE_STATES = ("idle", "mix", "alloc", "comp")  # sinfo %t; not down, drain, fail
 
 
 def testbed_required() -> bool:
@@ -70,8 +71,9 @@ def missing(component: str) -> str | None:
         return _probe(["apptainer", "--version"])
     if component == "slurm":
         reason = _probe(["scontrol", "ping"])
-        if reason is None and "idle" not in run(["sinfo", "-h", "-o", "%t"], check=False).stdout:
-            reason = "no idle SLURM node (sinfo)"
+        states = run(["sinfo", "-h", "-o", "%t"], check=False).stdout.split()
+        if reason is None and not any(s.startswith(USABLE_NODE_STATES) for s in states):
+            reason = f"no usable SLURM node (sinfo states: {' '.join(states) or 'none'})"
         return reason
     if component == "htcondor":
         reason = _probe(["condor_status", "-af", "Name"])
