@@ -122,8 +122,8 @@ def full_chain(
         "wall_s": round(wall, 3),
         "cpu_s": round(cpu, 3),
         "ms_per_event": {
-            "generator": 1e3 * gen_clock.cpu / n_events,
-            "hepmc_conversion_and_write": 1e3 * write_clock.cpu / n_events,
+            "generator_and_genevent_conversion": 1e3 * gen_clock.cpu / n_events,
+            "hepmc2_ascii_write": 1e3 * write_clock.cpu / n_events,
             "lamarr_pipeline": 1e3 * pipe_clock.cpu / n_events,
         },
         "files": files,
