@@ -68,7 +68,7 @@ class LocalBackend(Backend):
         chosen = list(indices) if indices is not None else [t.index for t in plan.tasks]
         log = open(plan.run_dir / "local.log", "ab")  # noqa: SIM115 - handed to the child
         try:
-            subprocess.Popen(
+            supervisor = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -85,6 +85,10 @@ class LocalBackend(Backend):
             )
         finally:
             log.close()
+        # written here too, so that status never sees a run without its supervisor's pid
+        tmp = plan.run_dir / f".local.pid.{supervisor.pid}"
+        tmp.write_text(str(supervisor.pid))
+        os.replace(tmp, plan.run_dir / "local.pid")
         return {i: _id(plan.run_dir, i) for i in chosen}
 
     def find(self, plan: Plan) -> dict[int, str]:

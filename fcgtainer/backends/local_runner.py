@@ -52,7 +52,9 @@ def supervise(run_dir: Path, parallel: int, indices: list[int]) -> int:
     """Run ``indices`` to completion; returns 0 (task outcomes live in their markers)."""
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    (run_dir / "local.pid").write_text(str(os.getpid()))
+    tmp = run_dir / f".local.pid.{os.getpid()}"
+    tmp.write_text(str(os.getpid()))
+    os.replace(tmp, run_dir / "local.pid")
     queue = [(i, 0) for i in indices]
     running: dict[int, tuple[subprocess.Popen[bytes], int]] = {}
     while (queue or running) and not _stopping:

@@ -87,7 +87,6 @@ def test_resubmit_failed_reruns_only_it(local_site: Path) -> None:
 
 
 def test_lost_without_marker(local_site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FCGTAINER_LOST_GRACE", "0")
     journal = Journal()
     plan = runs.plan_run(HELLO, str(local_site), [])
     runs.submit(plan, journal)
@@ -95,6 +94,7 @@ def test_lost_without_marker(local_site: Path, monkeypatch: pytest.MonkeyPatch) 
     supervisor = read_pid(plan.run_dir / "local.pid")
     wait_for(lambda: supervisor is not None and not pid_alive(supervisor))
     # a task whose marker vanished and that no process runs is never SUCCEEDED
+    monkeypatch.setenv("FCGTAINER_LOST_GRACE", "0")
     run = journal.run(plan.run_id)
     (plan.task_dir(1) / "exit_code").unlink()
     journal.update_states(run.id, {1: TaskStatus(State.PENDING)})
