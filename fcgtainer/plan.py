@@ -102,7 +102,9 @@ def resolve_inputs(job: Job, site: Site) -> dict[str, str]:
         if raw is None:
             continue
         text = raw.replace("{job_dir}", job.job_dir)
-        resolved[key] = str(Path(os.path.expandvars(os.path.expanduser(text))).absolute())
+        path = Path(os.path.expandvars(os.path.expanduser(text))).absolute()
+        if spec.required or path.exists():  # an optional input that is not there is left out
+            resolved[key] = str(path)
     return resolved
 
 

@@ -56,7 +56,7 @@ def from_marker(exit_code: int) -> TaskStatus:
         EXIT_NO_CVMFS: "CVMFS unavailable",
         EXIT_REQUEUE: "checkpointed, waiting to be requeued",
     }
-    if exit_code < 0 or exit_code > 128:
+    if exit_code < 0 or 128 < exit_code < 160:  # bash reports a child killed by signal n as 128+n
         signal = -exit_code if exit_code < 0 else exit_code - 128
         return TaskStatus(State.FAILED, exit_code, f"killed by signal {signal}")
     return TaskStatus(State.FAILED, exit_code, reasons.get(exit_code, f"exit code {exit_code}"))
