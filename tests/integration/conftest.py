@@ -4,7 +4,8 @@ These tests normally run inside the testbed (``tests/testbed/run-integration``, 
 ``tests/testbed/README.md``) as an ordinary user, but they only rely on the commands being
 on PATH, so they also run on a real cluster's login node.
 
-A test declares what it needs with the markers ``apptainer``, ``slurm`` and ``htcondor``.
+A test declares what it needs with the markers ``apptainer``, ``slurm`` and ``htcondor``,
+and with ``fuse`` that its outcome depends on /dev/fuse (such tests run once per FUSE state).
 When a component is missing, the test is skipped with the reason, except where the testbed
 is required (``CI=true`` or ``FCG_REQUIRE_TESTBED=1``): there it fails, because a skipped
 integration test in CI would hide that nothing was tested.
@@ -92,6 +93,15 @@ def require(component: str) -> None:
     if testbed_required():
         pytest.fail(f"{message} (CI=true or FCG_REQUIRE_TESTBED=1: the testbed must provide it)")
     pytest.skip(message)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker of this directory (the tier markers live in pyproject.toml)."""
+    config.addinivalue_line(
+        "markers",
+        "fuse: the behaviour depends on whether /dev/fuse is usable; run-integration runs"
+        " these tests a second time with /dev/fuse closed",
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -63,6 +63,7 @@ def read_report(report: Path, label: str, job_id: str) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.fuse
 @pytest.mark.apptainer
 def test_image_builds_with_fakeroot_and_runs(smoke_image: Path, node, run_command: Run) -> None:
     """The smoke recipe builds with --fakeroot and its Python runs in the container."""
@@ -73,6 +74,7 @@ def test_image_builds_with_fakeroot_and_runs(smoke_image: Path, node, run_comman
 
 
 @pytest.mark.integration
+@pytest.mark.fuse
 @pytest.mark.apptainer
 def test_sif_runtime_follows_fuse(smoke_image: Path, node, run_command: Run) -> None:
     """With /dev/fuse usable the SIF is mounted; without it exec needs --unsquash.
@@ -119,6 +121,7 @@ def sbatch_wait(run_command: Run, argv: list[str], submitted_jobs) -> str:
 
 
 @pytest.mark.integration
+@pytest.mark.fuse
 @pytest.mark.slurm
 @pytest.mark.apptainer
 def test_slurm_job_runs_container(
@@ -154,6 +157,7 @@ def test_sacct_reports_failed_exit_code(
 
 
 @pytest.mark.integration
+@pytest.mark.fuse
 @pytest.mark.htcondor
 @pytest.mark.apptainer
 def test_htcondor_job_runs_container(
