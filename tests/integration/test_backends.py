@@ -1,13 +1,16 @@
 """The SLURM and HTCondor backends against the real schedulers of the testbed.
 
-Run inside the testbed as the ordinary user, e.g.::
+Run inside the testbed as the ordinary user::
 
+    tests/testbed/run-integration tests/integration/test_backends.py
+    # or, with the testbed already up:
     tests/testbed/testbed exec --user -- bash -c \
-        'cd /work/main && pytest -p no:cacheprovider -m integration tests/integration/test_backends.py'
+        'cd /work/main && pytest -p no:cacheprovider tests/integration/test_backends.py'
 
 Each test is parametrised over both schedulers. Scheduler calls are counted through the
-backends' seams (``_run`` for SLURM, ``_schedd`` for HTCondor). When ``CI=true`` a missing
-scheduler is a failure, not a skip.
+backends' seams (``_run`` for SLURM, ``_schedd`` for HTCondor). The markers make
+tests/integration/conftest.py skip a test whose scheduler is missing, or fail it when the
+testbed is required (``CI=true``).
 """
 
 from __future__ import annotations
