@@ -258,3 +258,13 @@ def test_parse_squeue_on_captured_collapsed_and_finished_output() -> None:
     finished = parse_squeue((DATA / "squeue_finished.txt").read_text())
     assert all(s.state is not State.SUCCEEDED for s in finished.values())
     assert State.FAILED in {s.state for s in finished.values()}
+
+
+def test_completed_without_marker_is_never_succeeded() -> None:
+    """squeue's COMPLETED is no proof: without the marker a task waits, then is LOST."""
+    from fcgtainer.monitor import merge
+
+    seen = parse_squeue("1_0|COMPLETED|None\n").get("1_0")
+    assert merge(seen, None, cancelled=False, overdue=False).state is State.UNKNOWN
+    assert merge(seen, None, cancelled=False, overdue=True).state is State.LOST
+    assert merge(seen, 0, cancelled=False, overdue=False).state is State.SUCCEEDED
