@@ -2,8 +2,8 @@
 
 The standalone Debian image (TensorFlow, SQLamarr, pythia8mc: minutes to build) is built
 once into the test image cache (``FCG_TEST_IMAGE_CACHE``, kept between runs) and reused by
-content hash. run-integration runs this file with /dev/fuse open and again closed: the
-image-mode test checks the decision each way.
+content hash. run-integration runs the tests marked ``fuse`` again with /dev/fuse closed:
+the image is then unpacked once per node, and the image-mode test checks that decision.
 """
 
 from __future__ import annotations
@@ -191,6 +191,7 @@ print(json.dumps({"env": dict(os.environ), "python": sys.version.split()[0],
 """
 
 
+@pytest.mark.fuse
 def test_task_sees_only_allow_list_binds_and_scratch(standalone: Path, tmp_path: Path) -> None:
     secret_file = Path.home() / ".fcgtainer-secret"
     secret_file.write_text("do not read")
@@ -217,6 +218,7 @@ def test_task_sees_only_allow_list_binds_and_scratch(standalone: Path, tmp_path:
     assert work == [], "the --containall workdir is removed after the task"
 
 
+@pytest.mark.fuse
 def test_image_mode_follows_fuse(standalone: Path, tmp_path: Path) -> None:
     plan = plan_for(standalone, tmp_path, ["true"])
     starts = []
@@ -262,6 +264,7 @@ def cvmfs_site(exe: str) -> dict[str, object]:
 MARKER = ["cat", "/cvmfs/sft.cern.ch/lcg/marker"]
 
 
+@pytest.mark.fuse
 def test_cvmfs_absent_uses_cvmfsexec(standalone: Path, tmp_path: Path, fake_cvmfs: Path) -> None:
     assert not Path("/cvmfs/sft.cern.ch").exists()
     plan = plan_for(standalone, tmp_path, MARKER, site=cvmfs_site(str(fake_cvmfs)),
@@ -325,6 +328,7 @@ def test_doctor_reports_a_hung_probe(tmp_path: Path, hanging_ls: str) -> None:
 # ---------------------------------------------------------------- shell and submit
 
 
+@pytest.mark.fuse
 def test_shell_has_the_task_environment(standalone: Path, tmp_path: Path) -> None:
     site = tmp_path / "site.yaml"
     scratch = (tmp_path / "scratch").resolve()
