@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -175,7 +174,7 @@ def _resume(cfg: TrainConfig, trainer: Any) -> list[dict[str, Any]]:
     return list(ck.meta.get("history", []))
 
 
-def train(cfg: TrainConfig, on_chunk: Callable[[int], None] | None = None) -> int:
+def train(cfg: TrainConfig) -> int:
     """Train (or resume) up to ``cfg.iterations``; return the final iteration.
 
     Raises
@@ -183,25 +182,25 @@ def train(cfg: TrainConfig, on_chunk: Callable[[int], None] | None = None) -> in
     Checkpointed
         After SIGUSR2/SIGTERM, once the checkpoint is written (exit code 85).
     """
-    check_gpu(cfg.gpus)
-    data = load_data(cfg)
-    _configure_threads()
-    from .step import WganTrainer
-
-    trainer = WganTrainer(
-        [d.training_arrays() for d in data],
-        [cfg.gan_key(s) for s in cfg.eta_slices],
-        packed=cfg.packed,
-        batch_size=cfg.batch_size,
-        jit=cfg.jit,
-    )
-    history = _resume(cfg, trainer)
-    it = int(trainer.iteration.numpy())
-    if it == 0:
-        _save(cfg, trainer, data, history)  # iteration 0: the starting point of chi2/ndf
     stop = _StopFlag()
-    stop.install()
+    stop.install()  # from the start: a signal during set-up must still end in "requeue"
     try:
+        check_gpu(cfg.gpus)
+        data = load_data(cfg)
+        _configure_threads()
+        from .step import WganTrainer
+
+        trainer = WganTrainer(
+            [d.training_arrays() for d in data],
+            [cfg.gan_key(s) for s in cfg.eta_slices],
+            packed=cfg.packed,
+            batch_size=cfg.batch_size,
+            jit=cfg.jit,
+        )
+        history = _resume(cfg, trainer)
+        it = int(trainer.iteration.numpy())
+        if it == 0:
+            _save(cfg, trainer, data, history)  # iteration 0: the starting point of chi2/ndf
         last_t, last_it = time.perf_counter(), it
         log(
             f"training {cfg.particle.name} slices {list(cfg.eta_slices)} "
@@ -216,8 +215,6 @@ def train(cfg: TrainConfig, on_chunk: Callable[[int], None] | None = None) -> in
             )
             metrics = trainer.train(n)
             it += n
-            if on_chunk is not None:
-                on_chunk(it)
             if it % cfg.log_every == 0 or it == cfg.iterations:
                 now = time.perf_counter()
                 rate = (it - last_it) / max(now - last_t, 1e-9)
