@@ -12,7 +12,7 @@ iterations         300        generator steps (each with 5 critic steps)
 checkpoint_every   100        iterations between checkpoints (1000 in production)
 seed               1          seed of weights, batches and noise
 dataset            synthetic  synthetic | csv | calochallenge
-data               null       CSV root or HDF5 file; default: the job input ``data``
+data               null       CSV root or HDF5 file; relative: inside the input ``data``
 events_per_energy  1000       synthetic showers per energy point
 energies           null       subset of momentum exponents k (p = 2**k MeV), e.g. [8, 12]
 batch_size         128        showers per batch
@@ -141,8 +141,10 @@ def config_from_params(
             )
         momenta = [2**k for k in sorted(set(ks))]
     data = p["data"]
-    if data is None and p["dataset"] != "synthetic":  # synthetic data goes to out_dir/data
-        data = (inputs or {}).get("data")
+    bound = (inputs or {}).get("data")
+    if p["dataset"] != "synthetic" and bound:  # synthetic data goes to out_dir/data
+        # A relative path names a file or directory inside the (bound) input "data".
+        data = str(Path(bound) / data) if data is not None else bound
     if p["dataset"] != "synthetic" and not data:
         raise ConfigError(f"params.data: dataset {p['dataset']} needs a data path")
     if p["dataset"] == "calochallenge" and len(slices) > 1:

@@ -142,3 +142,19 @@ def test_bad_params_are_config_errors(tmp_path: Path, params: dict, message: str
     with pytest.raises(ConfigError, match=message) as info:
         config_from_params(params, tmp_path)
     assert info.value.exit_code == 2
+
+
+def test_calochallenge_file_inside_the_data_input(tmp_path: Path) -> None:
+    from fastcalogan.train import load_data
+
+    _h5(tmp_path / "dataset_1_photons_1.hdf5", [256, 512, 512])
+    params = {
+        "particle": "photon",
+        "eta_slice": 4,
+        "dataset": "calochallenge",
+        "data": "dataset_1_photons_1.hdf5",
+        "energies": [8, 9],
+    }
+    cfg = config_from_params(params, tmp_path / "out", inputs={"data": str(tmp_path)})
+    (data,) = load_data(cfg)
+    assert data.momenta == [256, 512] and [len(s) for s in data.showers] == [1, 2]
