@@ -216,7 +216,7 @@ def load_job_file(path: Path) -> Job:
 
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
-_SPAN = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
+_SPAN = re.compile(r"^(-?\d+)\.\.(-?\d+)(?::(\d+))?$")
 
 
 def parse_scalar(text: str) -> Scalar:
@@ -231,13 +231,13 @@ def parse_scalar(text: str) -> Scalar:
 
 
 def _parse_values(text: str) -> list[Scalar]:
-    """``a,b``, ``20..24`` (inclusive) or a single value."""
+    """``a,b``, ``20..24`` (inclusive), ``0..90:10`` (with a step) or a single value."""
     values: list[Scalar] = []
     for part in text.split(","):
         span = _SPAN.match(part.strip())
         if span:
-            lo, hi = int(span.group(1)), int(span.group(2))
-            values.extend(range(lo, hi + 1))
+            lo, hi, step = int(span.group(1)), int(span.group(2)), int(span.group(3) or 1)
+            values.extend(range(lo, hi + 1, max(step, 1)))
         else:
             values.append(parse_scalar(part))
     return values

@@ -61,6 +61,11 @@ def test_subset_with_set(write: Write) -> None:
     assert plan.job.params["iterations"] == 50
 
 
+def test_subset_with_a_step(write: Write) -> None:
+    plan = plan_for(write("jobs/gan/job.yaml", GAN), ["particle=pion", "eta_slice=0..90:10"])
+    assert [t.values["eta_slice"] for t in plan.tasks] == list(range(0, 100, 10))
+
+
 def test_set_unknown_value_or_key(write: Write) -> None:
     path = write("jobs/gan/job.yaml", GAN)
     with pytest.raises(ConfigError, match="'muon' is not a value of matrix axis"):
