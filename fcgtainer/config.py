@@ -6,6 +6,7 @@ closed (unknown keys are errors). Every error names the file, the key path and t
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +48,17 @@ _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
     _construct_mapping,
 )
+
+
+def search_dirs(env_var: str, name: str) -> list[Path]:
+    """Where to look for ``sites/`` or ``jobs/``: ``$ENV_VAR`` dirs, ./NAME, the checkout's."""
+    dirs = [Path(p) for p in os.environ.get(env_var, "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / name, Path(__file__).resolve().parent.parent / name]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,7 +11,14 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from fcgtainer.config import Resources, Strict, check_bind_path, read_yaml, validate
+from fcgtainer.config import (
+    Resources,
+    Strict,
+    check_bind_path,
+    read_yaml,
+    search_dirs,
+    validate,
+)
 from fcgtainer.errors import ConfigError, NotFoundError
 
 Scalar = str | int | float | bool
@@ -167,13 +173,7 @@ def expand(axes: Mapping[str, Sequence[Scalar]]) -> Iterator[TaskParams]:
 
 def job_dirs() -> list[Path]:
     """Directories searched for ``<name>/job.yaml``."""
-    dirs = [Path(p) for p in os.environ.get("FCGTAINER_JOBS", "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "jobs", Path(__file__).resolve().parent.parent / "jobs"]
-    unique: list[Path] = []
-    for d in dirs:
-        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
-            unique.append(d)
-    return unique
+    return search_dirs("FCGTAINER_JOBS", "jobs")
 
 
 def available_jobs() -> dict[str, Path]:

@@ -9,7 +9,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from fcgtainer.config import Resources, Strict, check_bind_path, read_yaml, validate
+from fcgtainer.config import (
+    Resources,
+    Strict,
+    check_bind_path,
+    read_yaml,
+    search_dirs,
+    validate,
+)
 from fcgtainer.errors import ConfigError, NotFoundError
 
 # Flags fcgtainer renders itself: an extra flag may not set them behind its back.
@@ -231,13 +238,7 @@ class Site(Strict):
 
 def site_dirs() -> list[Path]:
     """Directories searched for ``<name>.yaml``, first match wins."""
-    dirs = [Path(p) for p in os.environ.get("FCGTAINER_SITES", "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "sites", Path(__file__).resolve().parent.parent / "sites"]
-    unique: list[Path] = []
-    for d in dirs:
-        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
-            unique.append(d)
-    return unique
+    return search_dirs("FCGTAINER_SITES", "sites")
 
 
 def available_sites() -> dict[str, Path]:
