@@ -233,7 +233,13 @@ class Site(Strict):
     @cached_property
     def runs_path(self) -> Path:
         """Where this site's run directories live (a shared filesystem on a cluster)."""
-        return Path(os.path.expandvars(os.path.expanduser(self.runs_dir))).absolute()
+        expanded = os.path.expandvars(os.path.expanduser(self.runs_dir))
+        if "$" in expanded:
+            raise ConfigError(
+                f"{self.source}: runs_dir: {self.runs_dir!r} names a variable that is not set here",
+                "set it in your environment, or write the path out in the site profile",
+            )
+        return Path(expanded).absolute()
 
 
 def site_dirs() -> list[Path]:

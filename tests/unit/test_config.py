@@ -104,3 +104,10 @@ def test_memory(text: object, mb: int) -> None:
 )
 def test_walltime(text: object, seconds: int) -> None:
     assert parse_walltime_s(text) == seconds
+
+
+def test_runs_dir_with_an_unset_variable(write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WORK", raising=False)
+    site = load_site(str(write("sites/cineca.yaml", "runs_dir: $WORK/runs\n")))
+    with pytest.raises(ConfigError, match=r"runs_dir: '\$WORK/runs' names a variable"):
+        _ = site.runs_path
