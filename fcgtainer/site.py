@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -92,6 +93,7 @@ HTCONDOR_MANAGED_KEYS = frozenset(
         "transfer_executable",
     }
 )
+_UNSET_VARIABLE = re.compile(r"\$(\{[^}]*\}|[A-Za-z_]\w*)")  # what expandvars left alone
 DEFAULT_ENV_ALLOW = ("LANG", "LC_ALL", "TZ", "TERM", "OMP_NUM_THREADS")
 
 
@@ -234,7 +236,7 @@ class Site(Strict):
     def runs_path(self) -> Path:
         """Where this site's run directories live (a shared filesystem on a cluster)."""
         expanded = os.path.expandvars(os.path.expanduser(self.runs_dir))
-        if "$" in expanded:
+        if _UNSET_VARIABLE.search(expanded):
             raise ConfigError(
                 f"{self.source}: runs_dir: {self.runs_dir!r} names a variable that is not set here",
                 "set it in your environment, or write the path out in the site profile",
