@@ -243,3 +243,16 @@ def check_bind_path(path: str) -> str:
     if not path.startswith("/") and not path.startswith("{") and not path.startswith("~"):
         raise ValueError(f"path {path!r} must be absolute")
     return path
+
+
+class Bind(Strict):
+    """One bind mount: host ``source`` to container ``target``."""
+
+    source: str
+    target: str | None = None
+    readonly: bool = True
+
+    @field_validator("source", "target")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return None if value is None else check_bind_path(value)

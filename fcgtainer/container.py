@@ -23,9 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from fcgtainer.job import JobBind, TaskParams
+from fcgtainer.job import TaskParams
 from fcgtainer.plan import Plan, payload_argv, payload_env
-from fcgtainer.site import Bind
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXIT_NO_GPU = 86
@@ -240,7 +239,7 @@ def binds(plan: Plan) -> list[tuple[str, str, bool]]:
         (str(plan.run_dir), str(plan.run_dir), False),
     ]
     out += [(path, path, True) for _, path in sorted(plan.inputs.items())]
-    extra: list[Bind | JobBind] = [*plan.site.apptainer.binds, *plan.job.binds]
+    extra = [*plan.site.apptainer.binds, *plan.job.binds]
     for bind in extra:
         source = bind.source.replace("{job_dir}", plan.job.job_dir)
         out.append((source, bind.target or source, bind.readonly))

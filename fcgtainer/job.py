@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from fcgtainer.config import (
+    Bind,
     Resources,
     Strict,
-    check_bind_path,
     read_yaml,
     search_dirs,
     validate,
@@ -76,19 +76,6 @@ class Checkpoint(Strict):
     signal_margin: int = Field(default=300, ge=10)
 
 
-class JobBind(Strict):
-    """A data bind the job needs."""
-
-    source: str
-    target: str | None = None
-    readonly: bool = True
-
-    @field_validator("source", "target")
-    @classmethod
-    def _path(cls, value: str | None) -> str | None:
-        return None if value is None else check_bind_path(value)
-
-
 class Job(Strict):
     """A job definition as loaded from ``jobs/<name>/job.yaml``."""
 
@@ -102,7 +89,7 @@ class Job(Strict):
     inputs: dict[str, Input] = Field(default_factory=dict)
     resources: Resources = Resources()
     gpu_resources: Resources | None = None
-    binds: tuple[JobBind, ...] = ()
+    binds: tuple[Bind, ...] = ()
     cvmfs: tuple[str, ...] = ()
     lcg_view: str | None = None
     checkpoint: Checkpoint = Checkpoint()

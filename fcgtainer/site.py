@@ -11,9 +11,9 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from fcgtainer.config import (
+    Bind,
     Resources,
     Strict,
-    check_bind_path,
     read_yaml,
     search_dirs,
     validate,
@@ -155,19 +155,6 @@ class LocalOptions(Strict):
     """The local backend: a bounded pool on this machine."""
 
     max_parallel: int | None = Field(default=None, ge=1)
-
-
-class Bind(Strict):
-    """One bind mount: host ``source`` to container ``target``."""
-
-    source: str
-    target: str | None = None
-    readonly: bool = True
-
-    @field_validator("source", "target")
-    @classmethod
-    def _path(cls, value: str | None) -> str | None:
-        return None if value is None else check_bind_path(value)
 
 
 class ApptainerOptions(Strict):
