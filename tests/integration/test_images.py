@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -109,14 +110,15 @@ def test_payload_change_rebuilds_only_the_payload_layer(
     shutil.copy(REPO / "recipes" / "base" / f"{RECIPE}.def", recipes / "base")
     payload = tmp_path / "payload"
     payload.mkdir()
-    (payload / "code.py").write_text("VALUE = 1\n")
+    token = uuid.uuid4().hex  # a fresh payload: no earlier run's cached layer can match it
+    (payload / "code.py").write_text(f"VALUE = 1  # {token}\n")
     (recipes / "thin.def").write_text(
         f"Bootstrap: localimage\nFrom: base/{RECIPE}.sif\n\n%files\n    {payload} /opt/payload\n"
     )
     monkeypatch.setenv("FCGTAINER_RECIPES", str(recipes))
     first = build.build("thin")
     assert [layer.built for layer in first] == [False, first[1].built]  # base: cached
-    (payload / "code.py").write_text("VALUE = 2\n")
+    (payload / "code.py").write_text(f"VALUE = 2  # {token}\n")
     start = time.monotonic()
     second = build.build("thin")
     elapsed = time.monotonic() - start
@@ -127,7 +129,7 @@ def test_payload_change_rebuilds_only_the_payload_layer(
     out = subprocess.run(["apptainer", "exec", *([] if fuse_open() else ["--unsquash"]),
                           str(second[1].image), "cat", "/opt/payload/code.py"],
                          capture_output=True, text=True, check=True)  # fmt: skip
-    assert out.stdout == "VALUE = 2\n"
+    assert out.stdout == f"VALUE = 2  # {token}\n"
 
 
 def fuse_open() -> bool:
