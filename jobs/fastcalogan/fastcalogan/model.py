@@ -24,7 +24,12 @@ The first layer of the interpolated rows is free: it is affine, and real and fak
 the label, so ``z1(x_hat) = alpha z1(real) + (1 - alpha) z1(fake)``.
 
 Every function works on "packed" parameters too: a leading axis of K independent GANs,
-trained together as one batched model (``matmul`` batches over the leading axis).
+trained together as one batched model (``matmul`` batches over the leading axis). A packed
+GAN computes bit for bit what it computes alone: every per-GAN slice of every tensor starts
+on the same SIMD alignment, except the generator biases of 50 and 100 floats (200 and 400
+bytes), whose slices ``k`` start on other alignments. A sum over the batch rows into such
+a slice rounds differently with the alignment, so their gradient is summed along the
+innermost axis instead (:func:`_bias_add`), where every row starts aligned.
 """
 
 from __future__ import annotations
@@ -151,8 +156,25 @@ def generate(params: Mapping[str, tf.Tensor], noise: tf.Tensor, label: tf.Tensor
     """
     h = tf.concat([noise, label], axis=-1)
     for i in range(len(GENERATOR_HIDDEN) + 1):
-        h = tf.nn.relu(tf.matmul(h, params[f"g_w{i}"]) + params[f"g_b{i}"])
+        h = tf.nn.relu(_bias_add(tf.matmul(h, params[f"g_w{i}"]), params[f"g_b{i}"]))
     return h
+
+
+@tf.custom_gradient
+def _bias_add(x: tf.Tensor, bias: tf.Tensor):  # type: ignore[no-untyped-def]
+    """``x + bias`` whose bias gradient does not depend on where a packed slice starts.
+
+    The default gradient sums ``(..., B, n)`` over the rows into ``(..., 1, n)``; that
+    reduction vectorises differently for slices of other alignments, so a packed GAN would
+    drift from the same GAN trained alone by round-off (then amplified by Adam). Summing
+    the transposed rows along the innermost axis gives the same bits packed or not.
+    """
+
+    def grad(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        rows = tf.reduce_sum(tf.linalg.matrix_transpose(upstream), axis=-1)
+        return upstream, tf.expand_dims(rows, -2)
+
+    return x + bias, grad
 
 
 def critic(params: Mapping[str, tf.Tensor], x: tf.Tensor, label: tf.Tensor) -> tf.Tensor:

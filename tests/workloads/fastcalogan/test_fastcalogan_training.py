@@ -175,11 +175,15 @@ def test_pipeline_selects_exports_and_plots(tmp_path: Path) -> None:
 
 
 def test_packed_gans_match_single_gans(tmp_path: Path) -> None:
+    """Every GAN of a pack computes bit for bit what it computes alone.
+
+    Five slices, so that packed slices start on every alignment of the generator biases
+    (see ``fastcalogan.model._bias_add``); weights and Adam slots after 30 iterations.
+    """
     from fastcalogan.train import train
 
-    packed = _cfg(
-        tmp_path / "packed", pack=3, iterations=10, checkpoint_every=10, events_per_energy=100
-    )
+    common = {"iterations": 30, "checkpoint_every": 30, "events_per_energy": 100}
+    packed = _cfg(tmp_path / "packed", pack=5, **common)
     train(packed)
     p = checkpoint.latest_valid(packed.checkpoint_dir)
     assert p is not None
@@ -187,22 +191,18 @@ def test_packed_gans_match_single_gans(tmp_path: Path) -> None:
         single = _cfg(
             tmp_path / f"single{k}",
             eta_slice=eta_slice,
-            iterations=10,
-            checkpoint_every=10,
-            events_per_energy=100,
             data=str(tmp_path / "packed" / "data"),
+            **common,
         )
         train(single)
         s = checkpoint.latest_valid(single.checkpoint_dir)
         assert s is not None
-        for name in ("g_w3", "d_w0", "d_w2"):
-            np.testing.assert_allclose(
-                p.arrays[name][k],
-                s.arrays[name],
-                rtol=1e-4,
-                atol=1e-6,
-                err_msg=f"{name} of slice {eta_slice}",
-            )
+        assert int(s.arrays["iteration"]) == 30
+        for name, value in s.arrays.items():
+            if value.ndim:  # parameters and Adam slots; counters are shared scalars
+                np.testing.assert_array_equal(
+                    p.arrays[name][k], value, err_msg=f"{name} of slice {eta_slice}"
+                )
 
 
 def test_two_processes_compute_identical_weights(tmp_path: Path) -> None:
