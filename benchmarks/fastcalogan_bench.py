@@ -4,9 +4,10 @@ Measures, interleaved (the machine is shared and noisy, so ratios are taken per 
 
 - ms per iteration (5 critic steps + 1 generator step, batch 128) for photons (368 voxels)
   and pions (533): a plain Keras ``tf.function`` step (nested GradientTape for the penalty,
-  Keras Adam) against ``fastcalogan.step.WganTrainer`` (closed-form critic gradients);
+  Keras Adam) against ``fastcalogan.step.WganTrainer`` (closed-form critic gradients), in
+  float32 (also with XLA) and with bfloat16 matrix-product operands;
 - the achieved GFLOP/s of our step (matrix-product FLOPs it performs, counted analytically)
-  against this machine's float32 matmul rate at 128 x N x N;
+  against this machine's matmul rate at 128 x N x N in the same precision;
 - peak memory (max RSS of a fresh process training 50 iterations);
 - packed training of K GANs: each packed GAN against the same GAN trained alone (largest
   difference over parameters and Adam slots: 0 when bit for bit equal), aggregate
@@ -103,10 +104,10 @@ def keras_baseline(n: int, x: np.ndarray, y: np.ndarray) -> Any:
     return step
 
 
-def matmul_rate(n: int, reps: int = 40) -> float:
-    """float32 GFLOP/s of dependent 128 x n x n products (no common subexpressions)."""
-    a = tf.random.uniform((B, n))
-    w = tf.random.uniform((n, n)) * (1.0 / n)
+def matmul_rate(n: int, reps: int = 40, dtype: tf.DType = tf.float32) -> float:
+    """GFLOP/s of dependent 128 x n x n products (no common subexpressions) in ``dtype``."""
+    a = tf.cast(tf.random.uniform((B, n)), dtype)
+    w = tf.cast(tf.random.uniform((n, n)) * (1.0 / n), dtype)
 
     @tf.function
     def chain(a: tf.Tensor) -> tf.Tensor:
@@ -127,7 +128,7 @@ def _time(fn: Any, iterations: int) -> float:
 
 
 def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
-    """Interleaved rounds of baseline, ours (graph), ours (XLA) and the matmul rate.
+    """Interleaved rounds: baseline, ours (graph, XLA, bfloat16) and the matmul rates.
 
     Reported: medians and the median of per-round ratios, plus the ratio of the minima
     (each minimum is the least disturbed round of that contender on a shared machine).
@@ -136,6 +137,7 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
     base = keras_baseline(n, x, y)
     ours = WganTrainer([(x, y)], [1])
     ours_xla = WganTrainer([(x, y)], [1], jit=True)
+    ours_bf16 = WganTrainer([(x, y)], [1], precision="bfloat16")
 
     def run_base(k: int) -> None:
         for _ in range(k):
@@ -149,17 +151,30 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
 
         return go
 
-    runners = {"keras": run_base, "ours": run_ours(ours), "ours_xla": run_ours(ours_xla)}
+    runners = {
+        "keras": run_base,
+        "ours": run_ours(ours),
+        "ours_xla": run_ours(ours_xla),
+        "ours_bf16": run_ours(ours_bf16),
+    }
     for fn in runners.values():
         fn(10)
-    rows: dict[str, list[float]] = {k: [] for k in [*runners, "matmul_gflops"]}
+    rows: dict[str, list[float]] = {
+        k: [] for k in [*runners, "matmul_gflops", "matmul_bf16_gflops"]
+    }
     for _ in range(rounds):
         for key, fn in runners.items():
             rows[key].append(_time(fn, iterations))
         rows["matmul_gflops"].append(matmul_rate(n))
+        rows["matmul_bf16_gflops"].append(matmul_rate(n, dtype=tf.bfloat16))
     flops = step_flops(n)
     speedup = [b / o for b, o in zip(rows["keras"], rows["ours"], strict=True)]
     speedup_xla = [b / o for b, o in zip(rows["keras"], rows["ours_xla"], strict=True)]
+    speedup_bf16 = [b / o for b, o in zip(rows["keras"], rows["ours_bf16"], strict=True)]
+    eff_bf16 = [
+        flops / (o * 1e-3) / 1e9 / m
+        for o, m in zip(rows["ours_bf16"], rows["matmul_bf16_gflops"], strict=True)
+    ]
     eff = [
         flops / (o * 1e-3) / 1e9 / m
         for o, m in zip(rows["ours"], rows["matmul_gflops"], strict=True)
@@ -178,6 +193,11 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
         "keras_min_ms": min(rows["keras"]),
         "efficiency_best": flops / (min(rows["ours"]) * 1e-3) / 1e9 / max(rows["matmul_gflops"]),
         "speedup_xla": med(speedup_xla),
+        "ours_bf16_ms": med(rows["ours_bf16"]),
+        "speedup_bf16": med(speedup_bf16),
+        "ours_bf16_gflops": flops / (med(rows["ours_bf16"]) * 1e-3) / 1e9,
+        "matmul_bf16_gflops": med(rows["matmul_bf16_gflops"]),
+        "efficiency_bf16": med(eff_bf16),
         "gflop_per_iteration": flops / 1e9,
         "ours_gflops": flops / (med(rows["ours"]) * 1e-3) / 1e9,
         "matmul_gflops": med(rows["matmul_gflops"]),
@@ -287,6 +307,17 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
     print(json.dumps({k: v for k, v in report.items() if k != "step"}, indent=1))
+    print(
+        "\n| voxels | Keras ms/it | ours bfloat16 ms/it | speedup | GFLOP/s | bfloat16 matmul "
+        "GFLOP/s | efficiency |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in report["step"]:
+        print(
+            f"| {r['voxels']} | {r['keras_ms']:.1f} | {r['ours_bf16_ms']:.1f} "
+            f"| {r['speedup_bf16']:.2f}x | {r['ours_bf16_gflops']:.0f} "
+            f"| {r['matmul_bf16_gflops']:.0f} | {r['efficiency_bf16']:.0%} |"
+        )
     print(
         "\n| voxels | Keras ms/it | ours ms/it | speedup | ours XLA ms/it | speedup XLA "
         "| GFLOP/it | ours GFLOP/s | matmul GFLOP/s | efficiency | min Keras / min ours "

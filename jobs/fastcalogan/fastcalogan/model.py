@@ -137,7 +137,12 @@ def stack_parameters(per_gan: Sequence[Mapping[str, np.ndarray]]) -> dict[str, n
     return {name: np.stack([p[name] for p in per_gan]) for name in per_gan[0]}
 
 
-def generate(params: Mapping[str, tf.Tensor], noise: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
+def generate(
+    params: Mapping[str, tf.Tensor],
+    noise: tf.Tensor,
+    label: tf.Tensor,
+    compute: tf.DType = tf.float32,
+) -> tf.Tensor:
     """Generator forward pass: normalised voxel energies for ``noise`` and ``label``.
 
     Parameters
@@ -148,6 +153,8 @@ def generate(params: Mapping[str, tf.Tensor], noise: tf.Tensor, label: tf.Tensor
         ``(..., B, 50)`` latent vectors.
     label : tf.Tensor
         ``(..., B, 1)`` conditions Ekin / Ekin_max.
+    compute : tf.DType
+        Precision of the matrix-product operands (see :func:`_mm`).
 
     Returns
     -------
@@ -156,7 +163,7 @@ def generate(params: Mapping[str, tf.Tensor], noise: tf.Tensor, label: tf.Tensor
     """
     h = tf.concat([noise, label], axis=-1)
     for i in range(len(GENERATOR_HIDDEN) + 1):
-        h = tf.nn.relu(_bias_add(tf.matmul(h, params[f"g_w{i}"]), params[f"g_b{i}"]))
+        h = tf.nn.relu(_bias_add(_mm(h, params[f"g_w{i}"], compute), params[f"g_b{i}"]))
     return h
 
 
@@ -177,13 +184,40 @@ def _bias_add(x: tf.Tensor, bias: tf.Tensor):  # type: ignore[no-untyped-def]
     return x + bias, grad
 
 
-def critic(params: Mapping[str, tf.Tensor], x: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
+def critic(
+    params: Mapping[str, tf.Tensor],
+    x: tf.Tensor,
+    label: tf.Tensor,
+    compute: tf.DType = tf.float32,
+) -> tf.Tensor:
     """Critic forward pass: ``(..., B, 1)`` scores of voxels ``x`` under ``label``."""
-    h = tf.nn.relu(tf.matmul(x, params["d_w0"]) + label * params["d_c0"] + params["d_b0"])
+    h = tf.nn.relu(_mm(x, params["d_w0"], compute) + label * params["d_c0"] + params["d_b0"])
     for i in range(1, CRITIC_DEPTH):
-        h = tf.nn.relu(tf.matmul(h, params[f"d_w{i}"]) + params[f"d_b{i}"])
+        h = tf.nn.relu(_mm(h, params[f"d_w{i}"], compute) + params[f"d_b{i}"])
     out: tf.Tensor = tf.matmul(h, params[f"d_w{CRITIC_DEPTH}"]) + params[f"d_b{CRITIC_DEPTH}"]
     return out
+
+
+def _mm(
+    a: tf.Tensor,
+    b: tf.Tensor,
+    compute: tf.DType,
+    transpose_a: bool = False,
+    transpose_b: bool = False,
+) -> tf.Tensor:
+    """``a @ b`` with both operands rounded to ``compute``; the result is float32.
+
+    float32 is the published precision. bfloat16 keeps 8 bits of mantissa in the operands
+    (float32 accumulation, float32 weights, Adam and everything element-wise): the mixed
+    precision that bfloat16 matrix units (Intel AMX, NVIDIA Ampere and later) run several
+    times faster. The N -> 1 output layer of the critic always stays float32.
+    """
+    if compute == tf.float32:
+        return tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+    out = tf.matmul(
+        tf.cast(a, compute), tf.cast(b, compute), transpose_a=transpose_a, transpose_b=transpose_b
+    )
+    return tf.cast(out, tf.float32)
 
 
 def _sum_rows(x: tf.Tensor) -> tf.Tensor:
@@ -202,6 +236,7 @@ def critic_gradients(
     label: tf.Tensor,
     alpha: tf.Tensor,
     gp_lambda: float = GP_LAMBDA,
+    compute: tf.DType = tf.float32,
 ) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
     """Weight gradients of the WGAN-GP critic loss, in closed form (see module docstring).
 
@@ -221,6 +256,8 @@ def critic_gradients(
         ``(..., B, 1)`` interpolation weights in [0, 1).
     gp_lambda : float
         Weight of the gradient penalty.
+    compute : tf.DType
+        Precision of the operands of the N x N matrix products (see :func:`_mm`).
 
     Returns
     -------
@@ -234,14 +271,14 @@ def critic_gradients(
     inv_b = 1.0 / tf.cast(tf.shape(real)[-2], real.dtype)
     w0 = params["d_w0"]
     shift = label * params["d_c0"] + params["d_b0"]
-    z_real = tf.matmul(real, w0) + shift
-    z_fake = tf.matmul(fake, w0) + shift
+    z_real = _mm(real, w0, compute) + shift
+    z_fake = _mm(fake, w0, compute) + shift
     z_int = alpha * z_real + (1.0 - alpha) * z_fake
     # hs[l] = [real, fake, interpolated] activations of hidden layer l.
     hs = [[tf.nn.relu(z) for z in (z_real, z_fake, z_int)]]
     for i in range(1, depth):
         w, bias = params[f"d_w{i}"], params[f"d_b{i}"]
-        hs.append([tf.nn.relu(tf.matmul(h, w) + bias) for h in hs[-1]])
+        hs.append([tf.nn.relu(_mm(h, w, compute) + bias) for h in hs[-1]])
     w_out = params[f"d_w{depth}"]
     top = hs[-1]
     d_real = tf.reduce_mean(tf.matmul(top[0], w_out), axis=[-2, -1])
@@ -255,24 +292,24 @@ def critic_gradients(
         w = params[f"d_w{i}"]
         a.insert(
             0,
-            [_masked(tf.matmul(x, w, transpose_b=True), h) for x, h in zip(a[0], hs[i - 1])],
+            [_masked(_mm(x, w, compute, transpose_b=True), h) for x, h in zip(a[0], hs[i - 1])],
         )
-    grad_x = tf.matmul(a[0][2], w0, transpose_b=True)
+    grad_x = _mm(a[0][2], w0, compute, transpose_b=True)
     norm = tf.sqrt(tf.reduce_sum(tf.square(grad_x), axis=-1, keepdims=True) + 1e-12)
     gp = gp_lambda * tf.reduce_mean(tf.square(norm - 1.0), axis=[-2, -1])
 
     # dGP/dg, then back through g = a1 W0^T, a1 = m1 (a2 W1^T), ... (masks are constant).
     e = (2.0 * gp_lambda * inv_b) * (norm - 1.0) / norm * grad_x
     lefts = [[real, fake, e]]
-    da = tf.matmul(e, w0)
+    da = _mm(e, w0, compute)
     for i in range(1, depth):
         e = _masked(da, hs[i - 1][2])
         lefts.append([hs[i - 1][0], hs[i - 1][1], e])
-        da = tf.matmul(e, params[f"d_w{i}"])
+        da = _mm(e, params[f"d_w{i}"], compute)
     grads: dict[str, tf.Tensor] = {}
     for i in range(depth):
         grads[f"d_w{i}"] = tf.add_n(
-            [tf.matmul(lt, r, transpose_a=True) for lt, r in zip(lefts[i], a[i])]
+            [_mm(lt, r, compute, transpose_a=True) for lt, r in zip(lefts[i], a[i])]
         )
         grads[f"d_b{i}"] = _sum_rows(a[i][0] + a[i][1])
     grads["d_c0"] = _sum_rows(label * (a[0][0] + a[0][1]))

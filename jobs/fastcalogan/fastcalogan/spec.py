@@ -20,6 +20,7 @@ eval_events        1000       showers per energy point for chi2/ndf
 log_every          50         iterations between progress lines
 keep_checkpoints   2          full training states kept (generator snapshots are all kept)
 jit                false      compile the training loop with XLA
+precision          float32    float32 (published) or bfloat16 matrix-product operands
 select             true       after training: choose the best checkpoint, export, plot
 =================  =========  ==============================================================
 """
@@ -48,10 +49,12 @@ _DEFAULTS: dict[str, Any] = {
     "log_every": 50,
     "keep_checkpoints": 2,
     "jit": False,
+    "precision": "float32",
     "select": True,
 }
 _REQUIRED = ("particle", "eta_slice")
 _DATASETS = ("synthetic", "csv", "calochallenge")
+_PRECISIONS = ("float32", "bfloat16")  # step.PRECISIONS (not imported: no TensorFlow here)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class TrainConfig:
     log_every: int
     keep_checkpoints: int
     jit: bool
+    precision: str
     select: bool
     out_dir: Path
     gpus: int
@@ -149,6 +153,8 @@ def config_from_params(
         raise ConfigError(f"params.data: dataset {p['dataset']} needs a data path")
     if p["dataset"] == "calochallenge" and len(slices) > 1:
         raise ConfigError("params.pack: a CaloChallenge file holds a single |eta| slice")
+    if p["precision"] not in _PRECISIONS:
+        raise ConfigError(f"params.precision: {p['precision']!r}; valid: {', '.join(_PRECISIONS)}")
     for key in ("jit", "select"):
         if not isinstance(p[key], bool):
             raise ConfigError(f"params.{key}: expected true or false, got {p[key]!r}")
@@ -167,6 +173,7 @@ def config_from_params(
         log_every=_int(p, "log_every", 1),
         keep_checkpoints=_int(p, "keep_checkpoints", 1),
         jit=p["jit"],
+        precision=p["precision"],
         select=p["select"],
         out_dir=out_dir,
         gpus=gpus,

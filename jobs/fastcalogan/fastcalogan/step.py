@@ -15,6 +15,7 @@ import tensorflow as tf
 from . import hparams, model
 
 _STREAMS = 4  # random streams per iteration: data indices, critic noise, alpha, generator noise
+PRECISIONS = ("float32", "bfloat16")
 
 
 def _compile(fn, jit: bool):  # type: ignore[no-untyped-def]
@@ -42,6 +43,9 @@ class WganTrainer:
         Showers per critic or generator batch.
     jit : bool
         Compile the loop with XLA.
+    precision : str
+        ``float32`` (published) or ``bfloat16``: precision of the matrix-product operands
+        (weights, Adam and everything element-wise stay float32; see ``model._mm``).
     """
 
     def __init__(
@@ -51,11 +55,15 @@ class WganTrainer:
         packed: bool = False,
         batch_size: int = hparams.BATCH_SIZE,
         jit: bool = False,
+        precision: str = "float32",
     ) -> None:
         if not packed and len(datasets) != 1:
             raise ValueError("an unpacked trainer holds exactly one GAN")
         if len(keys) != len(datasets):
             raise ValueError("one key per dataset")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+        self.compute = tf.as_dtype(precision)
         self.n_voxels = int(datasets[0][0].shape[1])
         self.packed = packed
         self.batch_size = batch_size
@@ -164,7 +172,7 @@ class WganTrainer:
         g_names, d_names = model.generator_names(), model.critic_names()
         g_params = {n: self.params[n].read_value() for n in g_names}
         # The generator is fixed during the critic steps: one pass makes all 5 fake batches.
-        fake = model.generate(g_params, noise, label)
+        fake = model.generate(g_params, noise, label, self.compute)
         metrics: dict[str, tf.Tensor] = {}
         for s in range(hparams.CRITIC_STEPS):
             rows = slice(s * b, (s + 1) * b)
@@ -175,6 +183,7 @@ class WganTrainer:
                 fake[..., rows, :],
                 label[..., rows, :],
                 alpha[..., rows, :],
+                compute=self.compute,
             )
             self.d_updates.assign_add(1)
             self._adam(d_names, grads, self.d_updates)
@@ -182,9 +191,8 @@ class WganTrainer:
         d_params = {n: self.params[n].read_value() for n in d_names}
         g_vars = [self.params[n] for n in g_names]
         with tf.GradientTape() as tape:
-            scores = model.critic(
-                d_params, model.generate(self.params, g_noise, last_label), last_label
-            )
+            fakes = model.generate(self.params, g_noise, last_label, self.compute)
+            scores = model.critic(d_params, fakes, last_label, self.compute)
             g_loss = -tf.reduce_mean(scores, axis=[-2, -1])
             g_total = tf.reduce_sum(g_loss)
         g_grads = tape.gradient(g_total, g_vars)

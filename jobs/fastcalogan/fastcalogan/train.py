@@ -143,6 +143,7 @@ def _save(
         "eta_slices": list(cfg.eta_slices),
         "batch_size": cfg.batch_size,
         "seed": cfg.seed,
+        "precision": cfg.precision,
         "history": history,
     }
     checkpoint.save(cfg.checkpoint_dir, it, trainer.state(), meta, keep=cfg.keep_checkpoints)
@@ -171,6 +172,9 @@ def _resume(cfg: TrainConfig, trainer: Any) -> list[dict[str, Any]]:
             )
     trainer.load_state(ck.arrays)
     log(f"resumed from checkpoint {ck.iteration}")
+    before = ck.meta.get("precision", "float32")
+    if before != cfg.precision:  # allowed (weights are float32 either way), but say so
+        log(f"precision changes from {before} to {cfg.precision} at iteration {ck.iteration}")
     return list(ck.meta.get("history", []))
 
 
@@ -196,6 +200,7 @@ def train(cfg: TrainConfig) -> int:
             packed=cfg.packed,
             batch_size=cfg.batch_size,
             jit=cfg.jit,
+            precision=cfg.precision,
         )
         history = _resume(cfg, trainer)
         it = int(trainer.iteration.numpy())

@@ -136,6 +136,10 @@ def test_calochallenge_missing_energy_point(tmp_path: Path) -> None:
         ({"particle": "photon", "eta_slice": 1, "learning_rate": 1}, "unknown learning_rate"),
         ({"particle": "photon"}, "missing eta_slice"),
         ({"particle": "photon", "eta_slice": 1, "dataset": "csv"}, "needs a data path"),
+        (
+            {"particle": "photon", "eta_slice": 1, "precision": "float16"},
+            "precision: 'float16'; valid: float32, bfloat16",
+        ),
     ],
 )
 def test_bad_params_are_config_errors(tmp_path: Path, params: dict, message: str) -> None:
