@@ -73,6 +73,9 @@ TRACK_COLUMNS: tuple[str, ...] = (
     "dllk",
     "dllmu",
 )
+#: Track columns that are copies of the truth particle's (see ``TRACKS``): the driver
+#: takes them from the truth table through the truth link instead of reading them twice.
+TRACK_FROM_TRUTH: tuple[str, ...] = ("evt", "charge")
 #: Columns of the reconstructed primary vertices (with their true position).
 PV_COLUMNS: tuple[str, ...] = (
     "evt",
