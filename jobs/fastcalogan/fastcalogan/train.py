@@ -78,6 +78,16 @@ def load_data(cfg: TrainConfig) -> list[ShowerSet]:
     return [read_csv_slice(root, part, s, cfg.momenta) for s in cfg.eta_slices]
 
 
+def _bfloat16_units() -> bool:
+    """True when this CPU has bfloat16 matrix instructions (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:  # pragma: no cover - not Linux
+        return True  # unknown: do not warn
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def _configure_threads() -> None:
     """Use the cores this process may run on (batch systems restrict the affinity)."""
     import tensorflow as tf
@@ -192,6 +202,11 @@ def train(cfg: TrainConfig) -> int:
         check_gpu(cfg.gpus)
         data = load_data(cfg)
         _configure_threads()
+        if cfg.precision == "bfloat16" and not cfg.gpus and not _bfloat16_units():
+            log(
+                "warning: this CPU has no bfloat16 matrix units (AVX512-BF16, AMX): bfloat16 "
+                "products are emulated and may be slower than precision: float32"
+            )
         from .step import WganTrainer
 
         trainer = WganTrainer(
