@@ -21,10 +21,6 @@ Pitfalls of SQLamarr 0.0rc7 that this driver works around (each has a test):
    reads old data. We read through our own read-only connection (no shared
    cache), in autocommit: no read transaction outlives its query, so each query
    sees the batch just executed and never blocks SQLamarr's writes.
-
-Results leave SQLite column by column through ADBC (Apache Arrow's database
-connectivity; its SQLite driver fills Arrow buffers in C): about 45 ns a value,
-where Python's ``sqlite3`` spends about 120 making a Python object of each.
 6. The C++ connection destructor aborts the process when statements are alive:
    transformers are released before the database (``LamarrPipeline.close``).
 7. ``MCParticleSelector`` uses ``INSERT OR IGNORE`` then ``last_insert_rowid``:
@@ -32,6 +28,10 @@ where Python's ``sqlite3`` spends about 120 making a Python object of each.
    vertices of another particle (even of another event). Parton showers and
    strings are full of such vertices, so the Pythia conversion leaves partons
    out by default (``generators._from_pythia``); the test shows both sides.
+
+Results leave SQLite column by column through ADBC (Apache Arrow's database
+connectivity; its SQLite driver fills Arrow buffers in C): about 45 ns a value,
+where Python's ``sqlite3`` spends about 120 making a Python object of each.
 """
 
 from __future__ import annotations
@@ -101,9 +101,10 @@ class EventStore:
 def fetch(conn: Any, table: str, columns: tuple[str, ...]) -> Columns:
     """Read ``columns`` of ``table`` (a table or a join) as float64 arrays.
 
-    The Arrow type of a column follows its SQLite values (integer or real; the
-    driver raises if they change within a column, it never guesses), and every
-    column becomes float64 here: integers up to 2**53 stay exact.
+    The Arrow type of a column follows its SQLite values: within one Arrow batch
+    (the whole result here) integers and reals widen to double, across batches a
+    change raises; never a silent guess. Every column becomes float64 here
+    (integers up to 2**53 stay exact).
     """
     with contextlib.closing(conn.cursor()) as cursor:
         # One Arrow batch for a whole SQLamarr batch (the default, 1024 rows, costs ~10%).
