@@ -17,3 +17,5 @@ BETA1 = 0.55
 BETA2 = 0.999
 EPSILON = 1e-7
 BATCH_SIZE = 128
+#: Precisions of the matrix-product operands (float32 is the published one).
+PRECISIONS = ("float32", "bfloat16")

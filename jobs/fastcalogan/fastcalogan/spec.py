@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .hparams import PRECISIONS
 from .layout import K_MAX, N_SLICES, Particle, particle
 
 _DEFAULTS: dict[str, Any] = {
@@ -54,7 +55,6 @@ _DEFAULTS: dict[str, Any] = {
 }
 _REQUIRED = ("particle", "eta_slice")
 _DATASETS = ("synthetic", "csv", "calochallenge")
-_PRECISIONS = ("float32", "bfloat16")  # step.PRECISIONS (not imported: no TensorFlow here)
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,8 @@ def config_from_params(
         raise ConfigError(f"params.data: dataset {p['dataset']} needs a data path")
     if p["dataset"] == "calochallenge" and len(slices) > 1:
         raise ConfigError("params.pack: a CaloChallenge file holds a single |eta| slice")
-    if p["precision"] not in _PRECISIONS:
-        raise ConfigError(f"params.precision: {p['precision']!r}; valid: {', '.join(_PRECISIONS)}")
+    if p["precision"] not in PRECISIONS:
+        raise ConfigError(f"params.precision: {p['precision']!r}; valid: {', '.join(PRECISIONS)}")
     for key in ("jit", "select"):
         if not isinstance(p[key], bool):
             raise ConfigError(f"params.{key}: expected true or false, got {p[key]!r}")

@@ -15,7 +15,6 @@ import tensorflow as tf
 from . import hparams, model
 
 _STREAMS = 4  # random streams per iteration: data indices, critic noise, alpha, generator noise
-PRECISIONS = ("float32", "bfloat16")
 
 
 def _compile(fn, jit: bool):  # type: ignore[no-untyped-def]
@@ -61,8 +60,9 @@ class WganTrainer:
             raise ValueError("an unpacked trainer holds exactly one GAN")
         if len(keys) != len(datasets):
             raise ValueError("one key per dataset")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+        if precision not in hparams.PRECISIONS:
+            valid = ", ".join(hparams.PRECISIONS)
+            raise ValueError(f"precision {precision!r}; valid: {valid}")
         self.compute = tf.as_dtype(precision)
         self.n_voxels = int(datasets[0][0].shape[1])
         self.packed = packed

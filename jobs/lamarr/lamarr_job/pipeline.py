@@ -262,8 +262,7 @@ class LamarrPipeline:
                 f"{hepmc}: {n_events} events in the store, {expected_events} written"
             )
         mc = fetch(conn, "MCTracks", q.MC_OUTPUT)
-        own = tuple(c for c in q.TRACK_COLUMNS if c not in q.TRACK_FROM_TRUTH)
-        tracks = fetch(conn, "Tracks", own)
+        tracks = fetch(conn, "Tracks", q.TRACK_READ)
         pvs = fetch(
             conn,
             "Vertices AS v INNER JOIN MCVertices AS m ON m.mcvertex_id = v.mcvertex_id "

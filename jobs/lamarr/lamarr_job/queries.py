@@ -76,6 +76,8 @@ TRACK_COLUMNS: tuple[str, ...] = (
 #: Track columns that are copies of the truth particle's (see ``TRACKS``): the driver
 #: takes them from the truth table through the truth link instead of reading them twice.
 TRACK_FROM_TRUTH: tuple[str, ...] = ("evt", "charge")
+#: Track columns read from the persisted ``Tracks`` table.
+TRACK_READ: tuple[str, ...] = tuple(c for c in TRACK_COLUMNS if c not in TRACK_FROM_TRUTH)
 #: Columns of the reconstructed primary vertices (with their true position).
 PV_COLUMNS: tuple[str, ...] = (
     "evt",
