@@ -18,13 +18,19 @@ _STREAMS = 4  # random streams per iteration: data indices, critic noise, alpha,
 
 
 def _compile(fn, jit: bool):  # type: ignore[no-untyped-def]
-    """tf.function with XLA when asked; older TF spells the flag experimental_compile."""
+    """tf.function (XLA when asked; older TF spells that flag experimental_compile).
+
+    Without AutoGraph: the loop is an explicit ``tf.while_loop`` and everything else is
+    straight-line graph building, so the graph is the code as written. (In a long benchmark
+    process AutoGraph once called another converted function in place of
+    ``model.critic_gradients``; nothing here needs its conversion.)
+    """
     if not jit:
-        return tf.function(fn)
+        return tf.function(fn, autograph=False)
     try:
-        return tf.function(fn, jit_compile=True)
+        return tf.function(fn, autograph=False, jit_compile=True)
     except TypeError:  # pragma: no cover - TF < 2.5
-        return tf.function(fn, experimental_compile=True)
+        return tf.function(fn, autograph=False, experimental_compile=True)
 
 
 class WganTrainer:
@@ -113,8 +119,12 @@ class WganTrainer:
     def _run_impl(self, iterations: tf.Tensor) -> dict[str, tf.Tensor]:
         shape = (len(self.keys),) if self.packed else ()
         metrics = {k: tf.zeros(shape) for k in ("d_loss", "gp", "wdist", "g_loss")}
-        for _ in tf.range(iterations):
-            metrics = self._iteration()
+
+        def body(i: tf.Tensor, _: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+            return i + 1, self._iteration()
+
+        start = tf.constant(0, tf.int64)
+        _, metrics = tf.while_loop(lambda i, _: i < iterations, body, (start, metrics))
         return metrics
 
     def _draw(self) -> tuple[tf.Tensor, ...]:
