@@ -265,13 +265,18 @@ class _Lanes:
         transpose_a: bool = False,
         transpose_b: bool = False,
     ) -> tf.Tensor:
-        """``a @ b`` (see :func:`_mm`) after the previous product of ``lane``."""
+        """``a @ b`` (see :func:`_mm`) after the previous product of ``lane``.
+
+        Only the product waits: the casts of a bfloat16 product stay free to overlap.
+        """
+        if self.compute != tf.float32:
+            a, b = tf.cast(a, self.compute), tf.cast(b, self.compute)
         last = self._last[lane]
         with tf.control_dependencies([] if last is None else [last]):
-            out = _mm(a, b, self.compute, transpose_a=transpose_a, transpose_b=transpose_b)
+            out = tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
         self._last[lane] = out
         self._count[lane] += 1
-        return out
+        return tf.cast(out, tf.float32)
 
     def emptier(self) -> int:
         """The lane with fewer products so far (the second one on a tie)."""
