@@ -222,9 +222,10 @@ def _mm(
     """``a @ b`` with both operands rounded to ``compute``; the result is float32.
 
     float32 is the published precision. bfloat16 keeps 8 bits of mantissa in the operands
-    (float32 accumulation, float32 weights, Adam and everything element-wise): the mixed
-    precision that bfloat16 matrix units (Intel AMX, NVIDIA Ampere and later) run several
-    times faster. The N -> 1 output layer of the critic always stays float32.
+    and in the result (the product accumulates in float32, but TensorFlow's CPU MatMul has
+    one dtype for operands and result); weights, Adam and everything element-wise stay
+    float32: the mixed precision that bfloat16 matrix units (Intel AMX, NVIDIA Ampere and
+    later) run several times faster. The N -> 1 output layer of the critic stays float32.
     """
     if compute == tf.float32:
         return tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
