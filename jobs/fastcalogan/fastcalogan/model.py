@@ -350,7 +350,7 @@ def critic_gradients(
     a = [[_masked(w_row * scale, h) for scale, h in zip((-inv_b, inv_b, 1.0), top)]]
     for i in range(depth - 1, 0, -1):
         w = params[f"d_w{i}"]
-        up = [lanes.mm(lane, x, w, transpose_b=True) for lane, x in zip((rest, rest), a[0][:2])]
+        up = [lanes.mm(rest, x, w, transpose_b=True) for x in a[0][:2]]
         up.append(lanes.mm(chain, a[0][2], w, transpose_b=True))
         a.insert(0, [_masked(u, h) for u, h in zip(up, hs[i - 1])])
     grad_x = lanes.mm(chain, a[0][2], w0, transpose_b=True)
