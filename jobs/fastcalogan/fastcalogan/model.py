@@ -227,12 +227,22 @@ def _mm(
     float32: the mixed precision that bfloat16 matrix units (Intel AMX, NVIDIA Ampere and
     later) run several times faster. The N -> 1 output layer of the critic stays float32.
     """
-    if compute == tf.float32:
+    return tf.cast(_product(a, b, compute, transpose_a, transpose_b), tf.float32)
+
+
+def _product(
+    a: tf.Tensor,
+    b: tf.Tensor,
+    compute: tf.DType,
+    transpose_a: bool = False,
+    transpose_b: bool = False,
+    after: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """The product of :func:`_mm` left in ``compute``; only it waits for ``after``."""
+    if compute != tf.float32:
+        a, b = tf.cast(a, compute), tf.cast(b, compute)
+    with tf.control_dependencies([] if after is None else [after]):
         return tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
-    out = tf.matmul(
-        tf.cast(a, compute), tf.cast(b, compute), transpose_a=transpose_a, transpose_b=transpose_b
-    )
-    return tf.cast(out, tf.float32)
 
 
 def _sum_rows(x: tf.Tensor) -> tf.Tensor:
@@ -270,11 +280,7 @@ class _Lanes:
 
         Only the product waits: the casts of a bfloat16 product stay free to overlap.
         """
-        if self.compute != tf.float32:
-            a, b = tf.cast(a, self.compute), tf.cast(b, self.compute)
-        last = self._last[lane]
-        with tf.control_dependencies([] if last is None else [last]):
-            out = tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+        out = _product(a, b, self.compute, transpose_a, transpose_b, after=self._last[lane])
         self._last[lane] = out
         self._count[lane] += 1
         return tf.cast(out, tf.float32)
