@@ -28,10 +28,12 @@ A product of 128 rows runs on one core (oneDNN splits only larger ones), so the 
 of a small node are kept busy by running two independent products at once. Left to itself,
 the runtime starts whichever products are ready, and the penalty's chain (interpolated rows
 forward, their input gradient, the reverse pass) runs last and alone. Here each product is
-placed in one of two in-order lanes (:class:`_Lanes`): that chain in the first, the real and
-fake rows in the second, and the weight gradients dealt out last, layer 0 first (the next
-critic step starts with layer 0). The lanes only order the products; the runtime's graph
-rewrites may then round a weight gradient differently in the last bit (1e-8 here).
+placed in one of two in-order lanes (:class:`_Lanes`): the fake rows' first layer and that
+chain in the first; in the second the real rows (forward and back), which need nothing
+from the generator and so overlap the generator pass that makes the fake rows, then the
+fake rows; the weight gradients are dealt out last, layer 0 first (the next critic step
+starts with layer 0). The lanes only order the products; the runtime's graph rewrites may then
+round a weight gradient differently in the last bit (1e-8 here).
 
 Every function works on "packed" parameters too: a leading axis of K independent GANs,
 trained together as one batched model (``matmul`` batches over the leading axis). For
@@ -333,32 +335,42 @@ def critic_gradients(
     inv_b = 1.0 / tf.cast(tf.shape(real)[-2], real.dtype)
     w0 = params["d_w0"]
     shift = label * params["d_c0"] + params["d_b0"]
-    z_real = lanes.mm(chain, real, w0) + shift
-    z_fake = lanes.mm(rest, fake, w0) + shift
-    z_int = alpha * z_real + (1.0 - alpha) * z_fake
-    # hs[l] = [real, fake, interpolated] activations of hidden layer l.
-    hs = [[tf.nn.relu(z) for z in (z_real, z_fake, z_int)]]
-    for i in range(1, depth):
-        w, bias = params[f"d_w{i}"], params[f"d_b{i}"]
-        h_real, h_fake, h_int = hs[-1]
-        z_int = lanes.mm(chain, h_int, w) + bias
-        z_real = lanes.mm(rest, h_real, w) + bias
-        z_fake = lanes.mm(rest, h_fake, w) + bias
-        hs.append([tf.nn.relu(z) for z in (z_real, z_fake, z_int)])
     w_out = params[f"d_w{depth}"]
+
+    def forward(lane: int, z0: tf.Tensor) -> list[tf.Tensor]:
+        """Hidden activations of one block of rows, from its first pre-activation."""
+        hs = [tf.nn.relu(z0)]
+        for i in range(1, depth):
+            hs.append(tf.nn.relu(lanes.mm(lane, hs[-1], params[f"d_w{i}"]) + params[f"d_b{i}"]))
+        return hs
+
+    def backward(lane: int, hs: list[tf.Tensor], scale: float | tf.Tensor) -> list[tf.Tensor]:
+        """``a[l] = scale * dD/dz_l`` of one block (masks from its activations ``hs``)."""
+        w_row = tf.broadcast_to(tf.linalg.matrix_transpose(w_out), tf.shape(hs[-1]))
+        a = [_masked(w_row * scale, hs[-1])]
+        for i in range(depth - 1, 0, -1):
+            up = lanes.mm(lane, a[0], params[f"d_w{i}"], transpose_b=True)
+            a.insert(0, _masked(up, hs[i - 1]))
+        return a
+
+    # Real rows first in their lane: they need neither the generator nor the other rows.
+    # The loss scale of the real (-1/B) and fake (+1/B) rows is folded into their a;
+    # interpolated rows keep scale 1: they make the input gradient.
+    z_real = lanes.mm(rest, real, w0) + shift
+    z_fake = lanes.mm(chain, fake, w0) + shift
+    z_int = alpha * z_real + (1.0 - alpha) * z_fake
+    hs_real = forward(rest, z_real)
+    a_real = backward(rest, hs_real, -inv_b)
+    hs_int = forward(chain, z_int)
+    a_int = backward(chain, hs_int, 1.0)
+    hs_fake = forward(rest, z_fake)
+    a_fake = backward(rest, hs_fake, inv_b)
+    # hs[l], a[l]: [real, fake, interpolated] blocks of hidden layer l.
+    hs = [list(blocks) for blocks in zip(hs_real, hs_fake, hs_int)]
+    a = [list(blocks) for blocks in zip(a_real, a_fake, a_int)]
     top = hs[-1]
     d_real = tf.reduce_mean(tf.matmul(top[0], w_out), axis=[-2, -1])
     d_fake = tf.reduce_mean(tf.matmul(top[1], w_out), axis=[-2, -1])
-
-    # a[l] = dD/dz_l per block, with the loss scale of the real (-1/B) and fake (+1/B) rows
-    # folded in; interpolated rows keep scale 1: they make the input gradient.
-    w_row = tf.broadcast_to(tf.linalg.matrix_transpose(w_out), tf.shape(top[2]))
-    a = [[_masked(w_row * scale, h) for scale, h in zip((-inv_b, inv_b, 1.0), top)]]
-    for i in range(depth - 1, 0, -1):
-        w = params[f"d_w{i}"]
-        up = [lanes.mm(rest, x, w, transpose_b=True) for x in a[0][:2]]
-        up.append(lanes.mm(chain, a[0][2], w, transpose_b=True))
-        a.insert(0, [_masked(u, h) for u, h in zip(up, hs[i - 1])])
     grad_x = lanes.mm(chain, a[0][2], w0, transpose_b=True)
     norm = tf.sqrt(tf.reduce_sum(tf.square(grad_x), axis=-1, keepdims=True) + 1e-12)
     gp = gp_lambda * tf.reduce_mean(tf.square(norm - 1.0), axis=[-2, -1])
