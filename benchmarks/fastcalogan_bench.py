@@ -49,7 +49,7 @@ def step_flops(n: int) -> float:
     """Matrix-product FLOPs of one of our iterations (see fastcalogan.model for the terms)."""
     unit = 2.0 * B * n * n
     gen = 2.0 * B * sum(i * o for i, o in model.GanShape(n).generator_layers())
-    per_critic_step = 27 * unit  # 8 forward, 6 input-gradient, 1 grad_x, 3 GP reverse, 9 dW
+    per_critic_step = 26 * unit  # 8 forward, 6 input-gradient, 1 grad_x, 2 GP reverse, 9 dW
     gen_step = 6 * unit + 3 * gen  # critic forward + input gradient, generator fwd + bwd
     return hparams.CRITIC_STEPS * (per_critic_step + gen) + gen_step
 
