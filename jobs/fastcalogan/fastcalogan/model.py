@@ -36,7 +36,9 @@ chain in the first; in the second the real rows (forward and back), which need n
 from the generator and so overlap the generator pass that makes the fake rows, then the
 fake rows; the weight gradients are dealt out last, layer 0 first (the next critic step
 starts with layer 0). The lanes only order the products; the runtime's graph rewrites may then
-round a weight gradient differently in the last bit (1e-8 here).
+round a weight gradient differently in the last bit (1e-8 here). The generator step's pass
+through the critic is one chain with nothing beside it; there each product is split in
+two over halves of the weight's columns (``critic(split=True)``), which run side by side.
 
 Every function works on "packed" parameters too: a leading axis of K independent GANs,
 trained together as one batched model (``matmul`` batches over the leading axis). For
@@ -212,11 +214,17 @@ def critic(
     x: tf.Tensor,
     label: tf.Tensor,
     compute: tf.DType = tf.float32,
+    split: bool = False,
 ) -> tf.Tensor:
-    """Critic forward pass: ``(..., B, 1)`` scores of voxels ``x`` under ``label``."""
-    h = tf.nn.relu(_mm(x, params["d_w0"], compute) + label * params["d_c0"] + params["d_b0"])
+    """Critic forward pass: ``(..., B, 1)`` scores of voxels ``x`` under ``label``.
+
+    ``split`` runs each N x N product as two, over halves of the weight's columns, so that
+    both cores work on a pass that has nothing else beside it (the generator step's).
+    """
+    mm = _mm_halves if split else _mm
+    h = tf.nn.relu(mm(x, params["d_w0"], compute) + label * params["d_c0"] + params["d_b0"])
     for i in range(1, CRITIC_DEPTH):
-        h = tf.nn.relu(_mm(h, params[f"d_w{i}"], compute) + params[f"d_b{i}"])
+        h = tf.nn.relu(mm(h, params[f"d_w{i}"], compute) + params[f"d_b{i}"])
     out: tf.Tensor = tf.matmul(h, params[f"d_w{CRITIC_DEPTH}"]) + params[f"d_b{CRITIC_DEPTH}"]
     return out
 
@@ -237,6 +245,12 @@ def _mm(
     later) run several times faster. The N -> 1 output layer of the critic stays float32.
     """
     return tf.cast(_product(a, b, compute, transpose_a, transpose_b), tf.float32)
+
+
+def _mm_halves(a: tf.Tensor, b: tf.Tensor, compute: tf.DType) -> tf.Tensor:
+    """``a @ b`` as two products over halves of ``b``'s columns, which run side by side."""
+    cut = (b.shape[-1] // 2 + 15) // 16 * 16
+    return tf.concat([_mm(a, b[..., :cut], compute), _mm(a, b[..., cut:], compute)], axis=-1)
 
 
 def _product(

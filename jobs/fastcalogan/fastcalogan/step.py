@@ -202,7 +202,7 @@ class WganTrainer:
         g_vars = [self.params[n] for n in g_names]
         with tf.GradientTape() as tape:
             fakes = model.generate(self.params, g_noise, last_label, self.compute)
-            scores = model.critic(d_params, fakes, last_label, self.compute)
+            scores = model.critic(d_params, fakes, last_label, self.compute, split=True)
             g_loss = -tf.reduce_mean(scores, axis=[-2, -1])
             g_total = tf.reduce_sum(g_loss)
         g_grads = tape.gradient(g_total, g_vars)
