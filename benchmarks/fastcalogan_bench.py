@@ -14,6 +14,8 @@ Measures, interleaved (the machine is shared and noisy, so ratios are taken per 
   equal; and over one critic step's gradients), aggregate iterations/s against K single
   runs in a row.
 
+Every contender runs under the job's thread settings (``fastcalogan.train.configure_threads``).
+
 Usage: ``PYTHONPATH=jobs/fastcalogan python benchmarks/fastcalogan_bench.py [--rounds 5]``
 (needs ``keras`` for the baseline, which comes with tensorflow).
 """
@@ -33,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 from fastcalogan import hparams, model
 from fastcalogan.step import WganTrainer
+from fastcalogan.train import configure_threads
 
 B = hparams.BATCH_SIZE
 N_EVENTS = 5000
@@ -322,6 +325,7 @@ def main() -> None:
     p.add_argument("--memory", nargs=2, metavar=("WHICH", "N"), help=argparse.SUPPRESS)
     p.add_argument("--json", help="also write the report here")
     args = p.parse_args()
+    configure_threads()  # the job's settings, for every contender (and memory children)
     if args.memory:
         _memory_child(args.memory[0], int(args.memory[1]))
         return
