@@ -367,8 +367,8 @@ def critic_gradients(
 
     def backward(lane: int, hs: list[tf.Tensor], scale: float | tf.Tensor) -> list[tf.Tensor]:
         """``a[l] = scale * dD/dz_l`` of one block (masks from its activations ``hs``)."""
-        w_row = tf.broadcast_to(tf.linalg.matrix_transpose(w_out), tf.shape(hs[-1]))
-        a = [_masked(w_row * scale, hs[-1])]
+        w_row = tf.broadcast_to(tf.linalg.matrix_transpose(w_out) * scale, tf.shape(hs[-1]))
+        a = [_masked(w_row, hs[-1])]
         for i in range(depth - 1, 0, -1):
             up = lanes.mm(lane, a[0], params[f"d_w{i}"], transpose_b=True)
             a.insert(0, _masked(up, hs[i - 1]))
