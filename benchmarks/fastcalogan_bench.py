@@ -14,7 +14,10 @@ Measures, interleaved (the machine is shared and noisy, so ratios are taken per 
   equal; and over one critic step's gradients), aggregate iterations/s against K single
   runs in a row.
 
-Every contender runs under the job's thread settings (``fastcalogan.train.configure_threads``).
+Every contender runs under the job's thread settings (``fastcalogan.train.configure_threads``):
+XLA, which wants other ones, in a child process, and the Keras step once more in a child
+left at TensorFlow's default threads (what a script of one's own would get); the children's
+rounds are interleaved with the others.
 
 Usage: ``PYTHONPATH=jobs/fastcalogan python benchmarks/fastcalogan_bench.py [--rounds 5]``
 (needs ``keras`` for the baseline, which comes with tensorflow).
@@ -139,15 +142,10 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
     (each minimum is the least disturbed round of that contender on a shared machine).
     """
     x, y = _data(n, 0)
-    base = keras_baseline(n, x, y)
+    run_base = _keras_runner(n, x, y)
     ours = WganTrainer([(x, y)], [1])
-    ours_xla = WganTrainer([(x, y)], [1], jit=True)
     ours_bf16 = WganTrainer([(x, y)], [1], precision="bfloat16")
-
-    def run_base(k: int) -> None:
-        for _ in range(k):
-            out = base()
-        out.numpy()
+    children = [_RoundChild(which, n) for which in ("keras", "xla")]
 
     def run_ours(trainer: WganTrainer) -> Any:
         def go(k: int) -> None:
@@ -158,8 +156,9 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
 
     runners = {
         "keras": run_base,
+        "keras_default_threads": children[0].run,
         "ours": run_ours(ours),
-        "ours_xla": run_ours(ours_xla),
+        "ours_xla": children[1].run,
         "ours_bf16": run_ours(ours_bf16),
     }
     for fn in runners.values():
@@ -174,8 +173,13 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
             rows[key].append(_time(runners[key], iterations))
         rows["matmul_gflops"].append(matmul_rate(n))
         rows["matmul_bf16_gflops"].append(matmul_rate(n, dtype=tf.bfloat16))
+    for child in children:
+        child.close()
     flops = step_flops(n)
     speedup = [b / o for b, o in zip(rows["keras"], rows["ours"], strict=True)]
+    speedup_defaults = [
+        b / o for b, o in zip(rows["keras_default_threads"], rows["ours"], strict=True)
+    ]
     speedup_xla = [b / o for b, o in zip(rows["keras"], rows["ours_xla"], strict=True)]
     speedup_bf16 = [b / o for b, o in zip(rows["keras"], rows["ours_bf16"], strict=True)]
     eff_bf16 = [
@@ -195,6 +199,8 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
         "ours_ms": med(rows["ours"]),
         "ours_xla_ms": med(rows["ours_xla"]),
         "speedup": med(speedup),
+        "keras_default_threads_ms": med(rows["keras_default_threads"]),
+        "speedup_vs_default_threads": med(speedup_defaults),
         "speedup_of_minima": min(rows["keras"]) / min(rows["ours"]),
         "ours_min_ms": min(rows["ours"]),
         "keras_min_ms": min(rows["keras"]),
@@ -301,6 +307,66 @@ def peak_memory(n: int, which: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def _keras_runner(n: int, x: np.ndarray, y: np.ndarray) -> Any:
+    """``run(k)``: k iterations of the Keras baseline, then wait for the result."""
+    step = keras_baseline(n, x, y)
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            out = step()
+        out.numpy()
+
+    return run
+
+
+class _RoundChild:
+    """A contender that needs other thread settings than this process, in its own process.
+
+    ``keras``: the Keras step at TensorFlow's default threads (what a script of one's own
+    gets); ``xla``: our step compiled with XLA, at the job's settings for ``jit``.
+    """
+
+    def __init__(self, which: str, n: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", which, str(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+
+    def run(self, k: int) -> None:
+        """k iterations in the child; returns when they are done."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{k}\n")
+        self.proc.stdin.flush()
+        if not self.proc.stdout.readline():
+            raise RuntimeError(f"benchmark child exited with {self.proc.wait()}")
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _child(which: str, n: int) -> None:
+    """Serve :class:`_RoundChild`: one line "k" on stdin per round, one line back when done."""
+    x, y = _data(n, 0)
+    if which == "keras":
+        run = _keras_runner(n, x, y)
+    else:
+        configure_threads(jit=True)
+        trainer = WganTrainer([(x, y)], [1], jit=True)
+
+        def run(k: int) -> None:
+            for _ in range(k // 10):
+                trainer.train(10)
+
+    for line in sys.stdin:
+        run(int(line))
+        print("done", flush=True)
+
+
 def _memory_child(which: str, n: int) -> None:
     x, y = _data(n, 0)
     if which == "keras":
@@ -323,8 +389,12 @@ def main() -> None:
     p.add_argument("--pack", type=int, default=10)
     p.add_argument("--pack-iterations", type=int, default=20)
     p.add_argument("--memory", nargs=2, metavar=("WHICH", "N"), help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=2, metavar=("WHICH", "N"), help=argparse.SUPPRESS)
     p.add_argument("--json", help="also write the report here")
     args = p.parse_args()
+    if args.child:
+        _child(args.child[0], int(args.child[1]))
+        return
     configure_threads()  # the job's settings, for every contender (and memory children)
     if args.memory:
         _memory_child(args.memory[0], int(args.memory[1]))
@@ -363,6 +433,13 @@ def main() -> None:
             f" | {r['ours_gflops']:.0f} | {r['matmul_gflops']:.0f} | {r['efficiency']:.0%} "
             f"| {r['keras_min_ms']:.1f} / {r['ours_min_ms']:.1f} = {r['speedup_of_minima']:.2f}x "
             f"| {r['efficiency_best']:.0%} |"
+        )
+    print("\n| voxels | Keras at TensorFlow's default threads ms/it | ours ms/it | speedup |")
+    print("|---|---|---|---|")
+    for r in report["step"]:
+        print(
+            f"| {r['voxels']} | {r['keras_default_threads_ms']:.1f} | {r['ours_ms']:.1f} "
+            f"| {r['speedup_vs_default_threads']:.2f}x |"
         )
 
 

@@ -88,14 +88,15 @@ def _bfloat16_units() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def configure_threads() -> None:
+def configure_threads(jit: bool = False) -> None:
     """Use the cores this process may run on (batch systems restrict the affinity).
 
     The step keeps two lanes of single-core matrix products going (``model._Lanes``), one
     op per core. Element-wise ops that split themselves over more threads than the lanes
     leave free only wait for a busy core: on 2 cores, 1 thread per op made both our step
     and the Keras baseline 7-14% faster (packed training unchanged). So each op gets half
-    of the cores and the runtime runs as many ops at once as there are cores.
+    of the cores and the runtime runs as many ops at once as there are cores. XLA runs one
+    compiled op at a time and parallelises inside it: with ``jit`` each op gets all cores.
     """
     import tensorflow as tf
 
@@ -104,7 +105,7 @@ def configure_threads() -> None:
     except AttributeError:  # pragma: no cover - not Linux
         cores = os.cpu_count() or 1
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // 2))
+        tf.config.threading.set_intra_op_parallelism_threads(cores if jit else max(1, cores // 2))
         tf.config.threading.set_inter_op_parallelism_threads(cores)
     except RuntimeError:  # TensorFlow already running in this process (tests): keep it
         pass
@@ -208,7 +209,7 @@ def train(cfg: TrainConfig) -> int:
     try:
         check_gpu(cfg.gpus)
         data = load_data(cfg)
-        configure_threads()
+        configure_threads(cfg.jit)
         if cfg.precision == "bfloat16" and not cfg.gpus and not _bfloat16_units():
             log(
                 "warning: this CPU has no bfloat16 matrix units (AVX512-BF16, AMX): bfloat16 "
