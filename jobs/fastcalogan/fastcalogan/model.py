@@ -406,6 +406,7 @@ def critic_gradients(
         if i < depth - 1:
             da = lanes.mm(chain, e, w)
             part_int = lanes.mm(lanes.emptier(), e, a[i][2], transpose_a=True)
+            e = _masked(da, hs[i][2])
         else:
             # Top layer: a_int = m * w_out^T, so e^T a_int = (e^T m) w_out^T, and the
             # penalty's output-layer gradient sum_rows(m * (e W)) is the column sum of
@@ -417,8 +418,6 @@ def critic_gradients(
         part_fake = lanes.mm(lanes.emptier(), left[1], a[i][1], transpose_a=True)
         grads[f"d_w{i}"] = tf.add_n([part_real, part_fake, part_int])
         grads[f"d_b{i}"] = _sum_rows(a[i][0] + a[i][1])
-        if i < depth - 1:
-            e = _masked(da, hs[i][2])
     grads["d_c0"] = _sum_rows(label * (a[0][0] + a[0][1]))
     # Output layer: Wasserstein term h^T s plus the penalty through a_top = m_top * w^T.
     grads[f"d_w{depth}"] = tf.linalg.matrix_transpose(
