@@ -9,10 +9,10 @@ Measures, interleaved (the machine is shared and noisy, so ratios are taken per 
 - the achieved GFLOP/s of our step (matrix-product FLOPs it performs, counted analytically)
   against this machine's matmul rate at 128 x N x N in the same precision;
 - peak memory (max RSS of a fresh process training 50 iterations);
-- packed training of K GANs, photons and pions: each packed GAN against the same GAN
-  trained alone (largest difference over parameters and Adam slots: 0 when bit for bit
-  equal; and over one critic step's gradients), aggregate iterations/s against K single
-  runs in a row.
+- packed training of K GANs, photons and pions, in both layouts of a pack (one batched
+  model; each GAN's own graph side by side): each packed GAN against the same GAN trained
+  alone (largest difference over parameters and Adam slots: 0 when bit for bit equal; and
+  over one critic step's gradients), aggregate iterations/s against K single runs in a row.
 
 Every contender runs under the job's thread settings (``fastcalogan.train.configure_threads``):
 XLA, which wants other ones, in a child process, and the Keras step once more in a child
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from fastcalogan import hparams, model
-from fastcalogan.step import WganTrainer
+from fastcalogan.step import LAYOUTS, InterleavedTrainer, WganTrainer, build_trainer
 from fastcalogan.train import configure_threads
 
 B = hparams.BATCH_SIZE
@@ -219,7 +219,10 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
     }
 
 
-def _max_diff(single: WganTrainer, packed: WganTrainer, i: int) -> float:
+Trainer = WganTrainer | InterleavedTrainer
+
+
+def _max_diff(single: WganTrainer, packed: Trainer, i: int) -> float:
     """Largest absolute difference over every parameter and Adam slot of packed GAN ``i``."""
     packed_state = packed.state()
     return max(
@@ -227,6 +230,14 @@ def _max_diff(single: WganTrainer, packed: WganTrainer, i: int) -> float:
         for name, value in single.state().items()
         if value.ndim
     )
+
+
+def _start_fresh(trainer: Trainer, n: int) -> None:
+    """Back to the initial weights, zero Adam slots and counters (after compiling)."""
+    state = {name: np.zeros_like(v) for name, v in trainer.state().items()}
+    per = [model.initial_parameters(n, key) for key in trainer.keys]
+    state.update(model.stack_parameters(per) if trainer.packed else per[0])
+    trainer.load_state(state)
 
 
 def step_gradient_diff(k: int, n: int) -> float:
@@ -251,48 +262,46 @@ def step_gradient_diff(k: int, n: int) -> float:
     return worst
 
 
-def packed_check(k: int, n: int, iterations: int) -> dict[str, Any]:
-    """K GANs packed against the same K trained one after another, same keys.
+def packed_check(k: int, n: int, iterations: int, rounds: int = 4) -> dict[str, Any]:
+    """K GANs packed, in both layouts, against the same K trained one after another.
 
-    Every packed GAN is compared with its single run over all parameters and Adam slots
-    after ``iterations`` (bit for bit when N is a multiple of 16, see ``fastcalogan.model``),
-    and over one critic step's gradients (float round-off otherwise).
+    The three contenders take turns (order rotating) for ``rounds`` chunks that add up to
+    ``iterations``. Then every packed GAN is compared with its single run over all
+    parameters and Adam slots (bit for bit: 0.0; batched, that needs N a multiple of 16, see
+    ``fastcalogan.model``), and the batched layout over one critic step's gradients.
     """
     data = [_data(n, 100 + i) for i in range(k)]
     keys = [1000 + i for i in range(k)]
-    packed = WganTrainer(data, keys, packed=True)
-    packed.train(2)  # compile
-    fresh = {name: np.zeros_like(v) for name, v in packed.state().items()}
-    fresh.update(
-        {
-            name: np.stack([model.initial_parameters(n, key)[name] for key in keys])
-            for name in packed.params
-        }
-    )
-    packed.load_state(fresh)
-    t0 = time.perf_counter()
-    packed.train(iterations)
-    t_packed = time.perf_counter() - t0
-    worst, t_single = 0.0, 0.0
-    for i in range(k):
-        single = WganTrainer([data[i]], [keys[i]])
-        single.train(1)  # compile
-        state = {name: np.zeros_like(v) for name, v in single.state().items()}
-        state.update(model.initial_parameters(n, keys[i]))
-        single.load_state(state)
-        t0 = time.perf_counter()
-        single.train(iterations)
-        t_single += time.perf_counter() - t0
-        worst = max(worst, _max_diff(single, packed, i))
-    return {
-        "k": k,
-        "voxels": n,
-        "iterations": iterations,
-        "max_abs_diff_parameters_and_slots": worst,
-        "max_rel_diff_one_step_gradients": step_gradient_diff(3, n),
-        "packed_it_per_s": k * iterations / t_packed,
-        "sequential_it_per_s": k * iterations / t_single,
+    singles = [build_trainer([data[i]], [keys[i]]) for i in range(k)]
+    packs = {layout: build_trainer(data, keys, layout) for layout in LAYOUTS}
+    trainers: list[Trainer] = [*singles, *packs.values()]
+    for trainer in trainers:
+        trainer.train(1)  # compile
+        _start_fresh(trainer, n)
+    runs: dict[str, Any] = {
+        "sequential": lambda its: [single.train(its) for single in singles],
+        **{layout: pack.train for layout, pack in packs.items()},
     }
+    seconds = dict.fromkeys(runs, 0.0)
+    chunks = [iterations // rounds + (r < iterations % rounds) for r in range(rounds)]
+    for r, its in enumerate(chunks):
+        names = list(runs)
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            runs[name](its)
+            seconds[name] += time.perf_counter() - t0
+    out: dict[str, Any] = {"k": k, "voxels": n, "iterations": iterations}
+    out["sequential_it_per_s"] = k * iterations / seconds["sequential"]
+    for layout, pack in packs.items():
+        out[layout] = {
+            "max_abs_diff_parameters_and_slots": max(
+                _max_diff(single, pack, i) for i, single in enumerate(singles)
+            ),
+            "it_per_s": k * iterations / seconds[layout],
+            "vs_sequential": seconds["sequential"] / seconds[layout],
+        }
+    out["batched"]["max_rel_diff_one_step_gradients"] = step_gradient_diff(3, n)
+    return out
 
 
 def peak_memory(n: int, which: str) -> float:
@@ -434,6 +443,18 @@ def main() -> None:
             f"| {r['keras_min_ms']:.1f} / {r['ours_min_ms']:.1f} = {r['speedup_of_minima']:.2f}x "
             f"| {r['efficiency_best']:.0%} |"
         )
+    print(
+        "\n| voxels | K | sequential it/s | layout | packed it/s | vs sequential "
+        "| max difference to single runs |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in report["packed"]:
+        for layout in LAYOUTS:
+            print(
+                f"| {r['voxels']} | {r['k']} | {r['sequential_it_per_s']:.1f} | {layout} "
+                f"| {r[layout]['it_per_s']:.1f} | {r[layout]['vs_sequential']:.2f}x "
+                f"| {r[layout]['max_abs_diff_parameters_and_slots']:.2g} |"
+            )
     print("\n| voxels | Keras at TensorFlow's default threads ms/it | ours ms/it | speedup |")
     print("|---|---|---|---|")
     for r in report["step"]:

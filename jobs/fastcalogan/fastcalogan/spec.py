@@ -7,7 +7,10 @@ name               default    meaning
 =================  =========  ==============================================================
 particle           required   photon, electron or pion
 eta_slice          required   first |eta| slice 0..99 (0.05 wide)
-pack               1          train slices eta_slice .. eta_slice+pack-1 as one packed model
+pack               1          train slices eta_slice .. eta_slice+pack-1 in one process
+pack_layout        auto       batched (one batched model: fills a GPU), interleaved (each
+                              GAN's own graph, side by side: the faster on CPU cores), or
+                              auto: batched when the task has GPUs, interleaved otherwise
 iterations         300        generator steps (each with 5 critic steps)
 checkpoint_every   100        iterations between checkpoints (1000 in production)
 seed               1          seed of weights, batches and noise
@@ -38,6 +41,7 @@ from .layout import K_MAX, N_SLICES, Particle, particle
 
 _DEFAULTS: dict[str, Any] = {
     "pack": 1,
+    "pack_layout": "auto",
     "iterations": 300,
     "checkpoint_every": 100,
     "seed": 1,
@@ -55,6 +59,7 @@ _DEFAULTS: dict[str, Any] = {
 }
 _REQUIRED = ("particle", "eta_slice")
 _DATASETS = ("synthetic", "csv", "calochallenge")
+_PACK_LAYOUTS = ("auto", "batched", "interleaved")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class TrainConfig:
 
     particle: Particle
     eta_slices: tuple[int, ...]
+    pack_layout: str
     iterations: int
     checkpoint_every: int
     seed: int
@@ -82,7 +88,7 @@ class TrainConfig:
 
     @property
     def packed(self) -> bool:
-        """True when several slices are trained as one batched model."""
+        """True when several slices are trained together (see ``pack_layout``)."""
         return len(self.eta_slices) > 1
 
     def gan_key(self, eta_slice: int) -> int:
@@ -153,6 +159,13 @@ def config_from_params(
         raise ConfigError(f"params.data: dataset {p['dataset']} needs a data path")
     if p["dataset"] == "calochallenge" and len(slices) > 1:
         raise ConfigError("params.pack: a CaloChallenge file holds a single |eta| slice")
+    if p["pack_layout"] not in _PACK_LAYOUTS:
+        raise ConfigError(
+            f"params.pack_layout: {p['pack_layout']!r}; valid: {', '.join(_PACK_LAYOUTS)}"
+        )
+    layout = p["pack_layout"]
+    if layout == "auto":  # a GPU wants one batched model; CPU cores run graphs side by side
+        layout = "batched" if gpus else "interleaved"
     if p["precision"] not in PRECISIONS:
         raise ConfigError(f"params.precision: {p['precision']!r}; valid: {', '.join(PRECISIONS)}")
     for key in ("jit", "select"):
@@ -161,6 +174,7 @@ def config_from_params(
     return TrainConfig(
         particle=part,
         eta_slices=slices,
+        pack_layout=layout,
         iterations=_int(p, "iterations", 1),
         checkpoint_every=_int(p, "checkpoint_every", 1),
         seed=_int(p, "seed", 0, 2**31 - 1),

@@ -15,6 +15,8 @@ import tensorflow as tf
 from . import hparams, model
 
 _STREAMS = 4  # random streams per iteration: data indices, critic noise, alpha, generator noise
+_METRICS = ("d_loss", "gp", "wdist", "g_loss")
+LAYOUTS = ("batched", "interleaved")  # how a pack of GANs is laid out (``pack_layout``)
 
 
 def _compile(fn, jit: bool):  # type: ignore[no-untyped-def]
@@ -118,7 +120,7 @@ class WganTrainer:
 
     def _run_impl(self, iterations: tf.Tensor) -> dict[str, tf.Tensor]:
         shape = (len(self.keys),) if self.packed else ()
-        metrics = {k: tf.zeros(shape) for k in ("d_loss", "gp", "wdist", "g_loss")}
+        metrics = {k: tf.zeros(shape) for k in _METRICS}
 
         def body(i: tf.Tensor, _: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
             return i + 1, self._iteration()
@@ -215,3 +217,89 @@ class WganTrainer:
             "wdist": metrics["wdist"],
             "g_loss": g_loss,
         }
+
+
+class InterleavedTrainer:
+    """K GANs, each its own single-GAN graph, side by side in one compiled loop.
+
+    The CPU layout of a pack. A batched model (``WganTrainer(packed=True)``) fills a device
+    that one small GAN leaves idle, but on CPU cores every batched op only streams K times
+    the data through the caches: a pack of 10 ran 13% (photons) and 21% (pions) slower
+    than the same 10 GANs one after another. Side by side, each GAN runs exactly the graph
+    it runs alone (so it computes the same bits, pions included), and the runtime fills the
+    gaps of one GAN's iteration with another's ops: no loss against the 10 runs.
+
+    The state has the batched layout (a leading pack axis on every parameter and slot,
+    shared counters), so a checkpoint resumes in either layout.
+    """
+
+    packed = True
+
+    def __init__(
+        self,
+        datasets: Sequence[tuple[np.ndarray, np.ndarray]],
+        keys: Sequence[int],
+        batch_size: int = hparams.BATCH_SIZE,
+        jit: bool = False,
+        precision: str = "float32",
+    ) -> None:
+        if len(keys) != len(datasets):
+            raise ValueError("one key per dataset")
+        self.gans = [
+            WganTrainer([data], [key], batch_size=batch_size, precision=precision)
+            for data, key in zip(datasets, keys)
+        ]
+        self.keys = [int(k) for k in keys]
+        self.n_voxels = self.gans[0].n_voxels
+        self.iteration = self.gans[0].iteration  # the GANs step together
+        self._run = _compile(self._run_impl, jit)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every variable as numpy, stacked along the pack axis (counters once)."""
+        states = [gan.state() for gan in self.gans]
+        return {
+            name: np.stack([s[name] for s in states]) if value.ndim else value
+            for name, value in states[0].items()
+        }
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore what :meth:`state` (or a batched trainer's ``state``) returned."""
+        for k, gan in enumerate(self.gans):
+            gan.load_state({n: v[k] if np.ndim(v) else v for n, v in state.items()})
+
+    def generator_parameters(self) -> dict[str, np.ndarray]:
+        """The generator weights and biases, stacked along the pack axis."""
+        per = [gan.generator_parameters() for gan in self.gans]
+        return {name: np.stack([p[name] for p in per]) for name in per[0]}
+
+    def train(self, iterations: int) -> dict[str, np.ndarray]:
+        """Run ``iterations`` iterations of every GAN; metrics of the last, one per GAN."""
+        out = self._run(tf.constant(iterations, tf.int64))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def _run_impl(self, iterations: tf.Tensor) -> dict[str, tf.Tensor]:
+        metrics = {k: tf.zeros((len(self.gans),)) for k in _METRICS}
+
+        def body(i: tf.Tensor, _: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+            per = [gan._iteration() for gan in self.gans]
+            return i + 1, {k: tf.stack([m[k] for m in per]) for k in _METRICS}
+
+        start = tf.constant(0, tf.int64)
+        _, metrics = tf.while_loop(lambda i, _: i < iterations, body, (start, metrics))
+        return metrics
+
+
+def build_trainer(
+    datasets: Sequence[tuple[np.ndarray, np.ndarray]],
+    keys: Sequence[int],
+    layout: str = "batched",
+    batch_size: int = hparams.BATCH_SIZE,
+    jit: bool = False,
+    precision: str = "float32",
+) -> WganTrainer | InterleavedTrainer:
+    """One GAN (one dataset), or a pack of GANs in the given layout (:data:`LAYOUTS`)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r}; valid: {', '.join(LAYOUTS)}")
+    if len(datasets) > 1 and layout == "interleaved":
+        return InterleavedTrainer(datasets, keys, batch_size, jit, precision)
+    return WganTrainer(datasets, keys, len(datasets) > 1, batch_size, jit, precision)

@@ -215,12 +215,12 @@ def train(cfg: TrainConfig) -> int:
                 "warning: this CPU has no bfloat16 matrix units (AVX512-BF16, AMX): bfloat16 "
                 "products are emulated and may be slower than precision: float32"
             )
-        from .step import WganTrainer
+        from .step import build_trainer
 
-        trainer = WganTrainer(
+        trainer = build_trainer(
             [d.training_arrays() for d in data],
             [cfg.gan_key(s) for s in cfg.eta_slices],
-            packed=cfg.packed,
+            layout=cfg.pack_layout,
             batch_size=cfg.batch_size,
             jit=cfg.jit,
             precision=cfg.precision,
@@ -230,9 +230,10 @@ def train(cfg: TrainConfig) -> int:
         if it == 0:
             _save(cfg, trainer, data, history)  # iteration 0: the starting point of chi2/ndf
         last_t, last_it = time.perf_counter(), it
+        layout = f", {cfg.pack_layout} pack" if cfg.packed else ""
         log(
             f"training {cfg.particle.name} slices {list(cfg.eta_slices)} "
-            f"({trainer.n_voxels} voxels) from iteration {it} to {cfg.iterations}"
+            f"({trainer.n_voxels} voxels{layout}) from iteration {it} to {cfg.iterations}"
         )
         while it < cfg.iterations and stop.signal is None:
             n = min(

@@ -140,6 +140,10 @@ def test_calochallenge_missing_energy_point(tmp_path: Path) -> None:
             {"particle": "photon", "eta_slice": 1, "precision": "float16"},
             "precision: 'float16'; valid: float32, bfloat16",
         ),
+        (
+            {"particle": "photon", "eta_slice": 1, "pack": 2, "pack_layout": "stacked"},
+            "pack_layout: 'stacked'; valid: auto, batched, interleaved",
+        ),
     ],
 )
 def test_bad_params_are_config_errors(tmp_path: Path, params: dict, message: str) -> None:
@@ -162,3 +166,11 @@ def test_calochallenge_file_inside_the_data_input(tmp_path: Path) -> None:
     cfg = config_from_params(params, tmp_path / "out", inputs={"data": str(tmp_path)})
     (data,) = load_data(cfg)
     assert data.momenta == [256, 512] and [len(s) for s in data.showers] == [1, 2]
+
+
+def test_pack_layout_auto_follows_the_gpus(tmp_path: Path) -> None:
+    params = {"particle": "pion", "eta_slice": 0, "pack": 4}
+    assert config_from_params(params, tmp_path).pack_layout == "interleaved"
+    assert config_from_params(params, tmp_path, gpus=1).pack_layout == "batched"
+    forced = {**params, "pack_layout": "batched"}
+    assert config_from_params(forced, tmp_path).pack_layout == "batched"
