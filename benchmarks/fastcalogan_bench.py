@@ -8,7 +8,8 @@ Measures, interleaved (the machine is shared and noisy, so ratios are taken per 
   float32 (also with XLA) and with bfloat16 matrix-product operands;
 - the achieved GFLOP/s of our step (matrix-product FLOPs it performs, counted analytically)
   against this machine's matmul rate at 128 x N x N in the same precision;
-- peak memory (max RSS of a fresh process training 50 iterations);
+- peak memory (max RSS of a fresh process training 50 iterations; a pack of 10 GANs in
+  either layout, 10 iterations);
 - packed training of K GANs, photons and pions, in both layouts of a pack (one batched
   model; each GAN's own graph side by side): each packed GAN against the same GAN trained
   alone (largest difference over parameters and Adam slots: 0 when bit for bit equal; and
@@ -42,6 +43,7 @@ from fastcalogan.train import configure_threads
 
 B = hparams.BATCH_SIZE
 N_EVENTS = 5000
+MEMORY_PACK = 10  # GANs in the packs whose peak memory is measured
 
 
 def _data(n_voxels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -305,7 +307,8 @@ def packed_check(k: int, n: int, iterations: int, rounds: int = 4) -> dict[str, 
 
 
 def peak_memory(n: int, which: str) -> float:
-    """Max RSS (MiB) of a fresh process that trains 50 iterations."""
+    """Max RSS (MiB) of a fresh process that trains 50 iterations (a pack of
+    ``MEMORY_PACK`` GANs: 10) with the Keras step, ours, or a pack in a layout."""
     out = subprocess.run(
         [sys.executable, __file__, "--memory", which, str(n)],
         capture_output=True,
@@ -382,6 +385,9 @@ def _memory_child(which: str, n: int) -> None:
         step = keras_baseline(n, x, y)
         for _ in range(50):
             step()
+    elif which in LAYOUTS:  # a pack of MEMORY_PACK GANs, 10 iterations
+        data = [_data(n, 100 + i) for i in range(MEMORY_PACK)]
+        build_trainer(data, list(range(MEMORY_PACK)), which).train(10)
     else:
         WganTrainer([(x, y)], [1]).train(50)
     # ru_maxrss survives exec (it would report the parent's size): read the high-water mark.
@@ -411,7 +417,7 @@ def main() -> None:
     report: dict[str, Any] = {"tensorflow": tf.__version__, "cpus": os.cpu_count()}
     report["step"] = [compare(n, args.rounds, args.iterations) for n in (368, 533)]
     report["memory_mib"] = {
-        f"{w}_{n}": peak_memory(n, w) for n in (368, 533) for w in ("keras", "ours")
+        f"{w}_{n}": peak_memory(n, w) for n in (368, 533) for w in ("keras", "ours", *LAYOUTS)
     }
     report["packed"] = [packed_check(args.pack, n, args.pack_iterations) for n in (368, 533)]
     if args.json:

@@ -41,7 +41,9 @@ through the critic is one chain with nothing beside it; there each product is sp
 two over halves of the weight's columns (``critic(split=True)``), which run side by side.
 
 Every function works on "packed" parameters too: a leading axis of K independent GANs,
-trained together as one batched model (``matmul`` batches over the leading axis). For
+trained together as one batched model (``matmul`` batches over the leading axis): the
+``batched`` layout of a pack, meant for GPUs (on CPU cores a pack runs each GAN's own graph
+side by side instead, see ``step.InterleavedTrainer``). For
 e/gamma (368 voxels, a multiple of 16 floats) a packed GAN computes bit for bit what it
 computes alone: every per-GAN slice of every tensor starts on the same SIMD alignment,
 except the generator biases of 50 and 100 floats (200 and 400 bytes), whose slices ``k``
