@@ -7,7 +7,7 @@ a pack draw exactly the same numbers, so they compute the same weights.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -33,6 +33,21 @@ def _compile(fn, jit: bool):  # type: ignore[no-untyped-def]
         return tf.function(fn, autograph=False, jit_compile=True)
     except TypeError:  # pragma: no cover - TF < 2.5
         return tf.function(fn, autograph=False, experimental_compile=True)
+
+
+def _loop(
+    iterations: tf.Tensor, iteration: Callable[[], dict[str, tf.Tensor]], shape: tuple[int, ...]
+) -> dict[str, tf.Tensor]:
+    """``iterations`` WGAN-GP iterations as a ``tf.while_loop``; the metrics of the last
+    (``shape``: one per GAN of a pack, or scalars)."""
+    metrics = {k: tf.zeros(shape) for k in _METRICS}
+
+    def body(i: tf.Tensor, _: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        return i + 1, iteration()
+
+    start = tf.constant(0, tf.int64)
+    _, metrics = tf.while_loop(lambda i, _: i < iterations, body, (start, metrics))
+    return metrics
 
 
 class WganTrainer:
@@ -119,15 +134,7 @@ class WganTrainer:
         return {k: v.numpy() for k, v in out.items()}
 
     def _run_impl(self, iterations: tf.Tensor) -> dict[str, tf.Tensor]:
-        shape = (len(self.keys),) if self.packed else ()
-        metrics = {k: tf.zeros(shape) for k in _METRICS}
-
-        def body(i: tf.Tensor, _: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-            return i + 1, self._iteration()
-
-        start = tf.constant(0, tf.int64)
-        _, metrics = tf.while_loop(lambda i, _: i < iterations, body, (start, metrics))
-        return metrics
+        return _loop(iterations, self._iteration, (len(self.keys),) if self.packed else ())
 
     def _draw(self) -> tuple[tf.Tensor, ...]:
         """Real batch, labels, critic noise, alpha and generator noise of this iteration."""
@@ -278,15 +285,11 @@ class InterleavedTrainer:
         return {k: v.numpy() for k, v in out.items()}
 
     def _run_impl(self, iterations: tf.Tensor) -> dict[str, tf.Tensor]:
-        metrics = {k: tf.zeros((len(self.gans),)) for k in _METRICS}
+        return _loop(iterations, self._iteration, (len(self.gans),))
 
-        def body(i: tf.Tensor, _: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-            per = [gan._iteration() for gan in self.gans]
-            return i + 1, {k: tf.stack([m[k] for m in per]) for k in _METRICS}
-
-        start = tf.constant(0, tf.int64)
-        _, metrics = tf.while_loop(lambda i, _: i < iterations, body, (start, metrics))
-        return metrics
+    def _iteration(self) -> dict[str, tf.Tensor]:
+        per = [gan._iteration() for gan in self.gans]
+        return {k: tf.stack([m[k] for m in per]) for k in _METRICS}
 
 
 def build_trainer(
