@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 from fastcalogan import hparams, model
 from fastcalogan.step import LAYOUTS, InterleavedTrainer, WganTrainer, build_trainer
-from fastcalogan.train import configure_threads
+from fastcalogan.train import CHUNK, configure_threads
 
 B = hparams.BATCH_SIZE
 N_EVENTS = 5000
@@ -149,19 +149,12 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
     ours_bf16 = WganTrainer([(x, y)], [1], precision="bfloat16")
     children = [_RoundChild(which, n) for which in ("keras", "xla")]
 
-    def run_ours(trainer: WganTrainer) -> Any:
-        def go(k: int) -> None:
-            for _ in range(k // 10):
-                trainer.train(10)
-
-        return go
-
     runners = {
         "keras": run_base,
         "keras_default_threads": children[0].run,
-        "ours": run_ours(ours),
+        "ours": _ours_runner(ours),
         "ours_xla": children[1].run,
-        "ours_bf16": run_ours(ours_bf16),
+        "ours_bf16": _ours_runner(ours_bf16),
     }
     for fn in runners.values():
         fn(10)
@@ -319,6 +312,17 @@ def peak_memory(n: int, which: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def _ours_runner(trainer: WganTrainer) -> Any:
+    """``run(k)``: k iterations of our step, in calls of ``CHUNK`` iterations as the task
+    makes them (the last call takes the rest)."""
+
+    def run(k: int) -> None:
+        for start in range(0, k, CHUNK):
+            trainer.train(min(CHUNK, k - start))
+
+    return run
+
+
 def _keras_runner(n: int, x: np.ndarray, y: np.ndarray) -> Any:
     """``run(k)``: k iterations of the Keras baseline, then wait for the result."""
     step = keras_baseline(n, x, y)
@@ -368,11 +372,7 @@ def _child(which: str, n: int) -> None:
         run = _keras_runner(n, x, y)
     else:
         configure_threads(jit=True)
-        trainer = WganTrainer([(x, y)], [1], jit=True)
-
-        def run(k: int) -> None:
-            for _ in range(k // 10):
-                trainer.train(10)
+        run = _ours_runner(WganTrainer([(x, y)], [1], jit=True))
 
     for line in sys.stdin:
         run(int(line))
