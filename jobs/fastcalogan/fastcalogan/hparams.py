@@ -19,3 +19,5 @@ EPSILON = 1e-7
 BATCH_SIZE = 128
 #: Precisions of the matrix-product operands (float32 is the published one).
 PRECISIONS = ("float32", "bfloat16")
+#: How a pack of GANs is laid out (``pack_layout``; see ``step.build_trainer``).
+LAYOUTS = ("batched", "interleaved")

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .hparams import PRECISIONS
+from .hparams import LAYOUTS, PRECISIONS
 from .layout import K_MAX, N_SLICES, Particle, particle
 
 _DEFAULTS: dict[str, Any] = {
@@ -59,7 +59,7 @@ _DEFAULTS: dict[str, Any] = {
 }
 _REQUIRED = ("particle", "eta_slice")
 _DATASETS = ("synthetic", "csv", "calochallenge")
-_PACK_LAYOUTS = ("auto", "batched", "interleaved")
+_PACK_LAYOUTS = ("auto", *LAYOUTS)
 
 
 @dataclass(frozen=True)

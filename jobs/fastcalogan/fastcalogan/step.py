@@ -16,7 +16,7 @@ from . import hparams, model
 
 _STREAMS = 4  # random streams per iteration: data indices, critic noise, alpha, generator noise
 _METRICS = ("d_loss", "gp", "wdist", "g_loss")
-LAYOUTS = ("batched", "interleaved")  # how a pack of GANs is laid out (``pack_layout``)
+LAYOUTS = hparams.LAYOUTS  # how a pack of GANs is laid out (``pack_layout``)
 
 
 def _compile(fn, jit: bool):  # type: ignore[no-untyped-def]
