@@ -101,6 +101,7 @@ def _keras_critic_loss(gen: Any, crit: Any, real: tf.Tensor, label: tf.Tensor) -
 
 
 def _critic_update(gen: Any, crit: Any, opt_d: Any, real: tf.Tensor, label: tf.Tensor) -> Any:
+    """One critic step of a Keras baseline: Adam on the critic loss; returns the loss."""
     with tf.GradientTape() as tape:
         d_loss, _ = _keras_critic_loss(gen, crit, real, label)
     grads = tape.gradient(d_loss, crit.trainable_variables)
