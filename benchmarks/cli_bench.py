@@ -45,9 +45,9 @@ def cold_start(repeat: int) -> dict[str, float]:
 
 def planning(n_axes: tuple[int, int] = (300, 100)) -> dict[str, float]:
     """ms per 1,000 tasks for planning a 30,000-task job, and for a plain-dict yardstick."""
-    from fcgtainer.job import load_job
-    from fcgtainer.plan import make_plan
-    from fcgtainer.site import Site
+    from fcgtainer.config.job import load_job
+    from fcgtainer.config.site import Site
+    from fcgtainer.plan.tasks import make_plan
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big" / "job.yaml"

@@ -43,7 +43,8 @@ from fastcalogan import hparams, model
 from fastcalogan.step import LAYOUTS, InterleavedTrainer, WganTrainer, build_trainer
 from fastcalogan.train import CHUNK, configure_threads
 
-B = hparams.BATCH_SIZE
+HP = hparams.PUBLISHED  # the published architecture (ReLU generator, as the Keras steps)
+B = HP.batch_size
 N_EVENTS = 5000
 MEMORY_PACK = 10  # GANs in the packs whose peak memory is measured
 
@@ -58,10 +59,10 @@ def _data(n_voxels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def step_flops(n: int) -> float:
     """Matrix-product FLOPs of one of our iterations (see fastcalogan.model for the terms)."""
     unit = 2.0 * B * n * n
-    gen = 2.0 * B * sum(i * o for i, o in model.GanShape(n).generator_layers())
+    gen = 2.0 * B * sum(i * o for i, o in model.generator_sizes(HP, n))
     per_critic_step = 26 * unit  # 8 forward, 6 input-gradient, 1 grad_x, 2 GP reverse, 9 dW
     gen_step = 6 * unit + 3 * gen  # critic forward + input gradient, generator fwd + bwd
-    return hparams.CRITIC_STEPS * (per_critic_step + gen) + gen_step
+    return HP.critic_steps * (per_critic_step + gen) + gen_step
 
 
 def _keras_gan(n: int) -> tuple[Any, Any, Any, Any]:
@@ -69,24 +70,24 @@ def _keras_gan(n: int) -> tuple[Any, Any, Any, Any]:
     import keras
     from keras import layers
 
-    z_in, c_in = keras.Input((hparams.LATENT_DIM,)), keras.Input((1,))
+    z_in, c_in = keras.Input((HP.latent_dim,)), keras.Input((1,))
     h = layers.Concatenate()([z_in, c_in])
-    for units in (*hparams.GENERATOR_HIDDEN, n):
+    for units in (*HP.generator, n):
         h = layers.Dense(units, activation="relu", kernel_initializer="he_uniform")(h)
     gen = keras.Model([z_in, c_in], h)
     x_in = keras.Input((n + 1,))
     h = x_in
-    for _ in range(hparams.CRITIC_DEPTH):
+    for _ in range(len(HP.critic)):
         h = layers.Dense(n, activation="relu", kernel_initializer="he_uniform")(h)
     crit = keras.Model(x_in, layers.Dense(1, kernel_initializer="he_uniform")(h))
-    opt_g = keras.optimizers.Adam(hparams.LEARNING_RATE, beta_1=hparams.BETA1)
-    opt_d = keras.optimizers.Adam(hparams.LEARNING_RATE, beta_1=hparams.BETA1)
+    opt_g = keras.optimizers.Adam(HP.lr_generator, beta_1=HP.beta1)
+    opt_d = keras.optimizers.Adam(HP.lr_generator, beta_1=HP.beta1)
     return gen, crit, opt_g, opt_d
 
 
 def _keras_critic_loss(gen: Any, crit: Any, real: tf.Tensor, label: tf.Tensor) -> Any:
     """WGAN-GP critic loss of one batch (penalty by a nested GradientTape), and D(fake)."""
-    noise = tf.random.normal([B, hparams.LATENT_DIM], hparams.NOISE_MEAN, hparams.NOISE_STD)
+    noise = tf.random.normal([B, HP.latent_dim], hparams.NOISE_MEAN, hparams.NOISE_STD)
     fake = gen([noise, label])
     alpha = tf.random.uniform([B, 1])
     inter = alpha * real + (1 - alpha) * fake
@@ -94,7 +95,7 @@ def _keras_critic_loss(gen: Any, crit: Any, real: tf.Tensor, label: tf.Tensor) -
         gp_tape.watch(inter)
         d_inter = crit(tf.concat([inter, label], 1))
     grad = gp_tape.gradient(d_inter, inter)
-    gp = hparams.GP_LAMBDA * tf.reduce_mean((tf.norm(grad, axis=1) - 1.0) ** 2)
+    gp = HP.gp_lambda * tf.reduce_mean((tf.norm(grad, axis=1) - 1.0) ** 2)
     d_fake = crit(tf.concat([fake, label], 1))
     loss = tf.reduce_mean(d_fake) - tf.reduce_mean(crit(tf.concat([real, label], 1))) + gp
     return loss, d_fake
@@ -120,11 +121,11 @@ def keras_baseline(n: int, x: np.ndarray, y: np.ndarray) -> Any:
 
     @tf.function
     def step() -> tf.Tensor:
-        for _ in range(hparams.CRITIC_STEPS):
+        for _ in range(HP.critic_steps):
             idx = tf.random.uniform([B], 0, N_EVENTS, dtype=tf.int32)
             label = tf.gather(ys, idx)
             d_loss = _critic_update(gen, crit, opt_d, tf.gather(xs, idx), label)
-        noise = tf.random.normal([B, hparams.LATENT_DIM], hparams.NOISE_MEAN, hparams.NOISE_STD)
+        noise = tf.random.normal([B, HP.latent_dim], hparams.NOISE_MEAN, hparams.NOISE_STD)
         with tf.GradientTape() as tape:
             g_loss = -tf.reduce_mean(crit(tf.concat([gen([noise, label]), label], 1)))
         grads = tape.gradient(g_loss, gen.trainable_variables)
@@ -144,7 +145,7 @@ def published_baseline(n: int, x: np.ndarray, y: np.ndarray) -> Any:
     to take D(fake) from it; the losses come back to Python after every iteration.
     """
     gen, crit, opt_g, opt_d = _keras_gan(n)
-    steps = hparams.CRITIC_STEPS
+    steps = HP.critic_steps
     batches = iter(
         tf.data.Dataset.from_tensor_slices((x, y))
         .shuffle(len(x))
@@ -207,6 +208,7 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
     run_base = _keras_runner(n, x, y)
     ours = WganTrainer([(x, y)], [1])
     ours_bf16 = WganTrainer([(x, y)], [1], precision="bfloat16")
+    reference = WganTrainer([(x, y)], [1], fast_critic="off")  # autodiff critic gradients
     children = {which: _RoundChild(which, n) for which in ("keras", "published", "xla")}
 
     runners = {
@@ -217,6 +219,7 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
         "ours": _ours_runner(ours),
         "ours_xla": children["xla"].run,
         "ours_bf16": _ours_runner(ours_bf16),
+        "reference": _ours_runner(reference),
     }
     for fn in runners.values():
         fn(10)
@@ -256,6 +259,8 @@ def compare(n: int, rounds: int, iterations: int) -> dict[str, Any]:
         "ours_ms": med(rows["ours"]),
         "ours_xla_ms": med(rows["ours_xla"]),
         "speedup": against_ours("keras"),
+        "reference_ms": med(rows["reference"]),
+        "speedup_vs_reference": against_ours("reference"),
         "keras_default_threads_ms": med(rows["keras_default_threads"]),
         "speedup_vs_default_threads": against_ours("keras_default_threads"),
         "published_ms": med(rows["published"]),
@@ -296,7 +301,7 @@ def _max_diff(single: WganTrainer, packed: Trainer, i: int) -> float:
 def _start_fresh(trainer: Trainer, n: int) -> None:
     """Back to the initial weights, zero Adam slots and counters (after compiling)."""
     state = {name: np.zeros_like(v) for name, v in trainer.state().items()}
-    per = [model.initial_parameters(n, key) for key in trainer.keys]
+    per = [model.initial_parameters(HP, n, key) for key in trainer.keys]
     state.update(model.stack_parameters(per) if trainer.packed else per[0])
     trainer.load_state(state)
 
@@ -305,7 +310,7 @@ def step_gradient_diff(k: int, n: int) -> float:
     """One critic step of K packed GANs against each alone, same inputs: the largest
     difference of a gradient relative to that gradient's largest value."""
     rng = np.random.default_rng(1)
-    per = [model.initial_parameters(n, 1000 + i) for i in range(k)]
+    per = [model.initial_parameters(HP, n, 1000 + i) for i in range(k)]
     shapes = [(k, B, n), (k, B, n), (k, B, 1), (k, B, 1)]
     inputs = [tf.constant(rng.uniform(0, 0.02, s), tf.float32) for s in shapes]
     grads = tf.function(model.critic_gradients, autograph=False)
@@ -313,10 +318,10 @@ def step_gradient_diff(k: int, n: int) -> float:
     def critic_params(values: dict[str, np.ndarray]) -> dict[str, tf.Tensor]:
         return {name: tf.constant(v) for name, v in values.items() if name.startswith("d_")}
 
-    packed, _ = grads(critic_params(model.stack_parameters(per)), *inputs)
+    packed, _ = grads(critic_params(model.stack_parameters(per)), *inputs, HP.gp_lambda)
     worst = 0.0
     for i in range(k):
-        single, _ = grads(critic_params(per[i]), *[x[i] for x in inputs])
+        single, _ = grads(critic_params(per[i]), *[x[i] for x in inputs], HP.gp_lambda)
         for name, g in single.items():
             scale = float(np.abs(g.numpy()).max()) or 1.0
             worst = max(worst, float(np.abs(packed[name][i].numpy() - g.numpy()).max()) / scale)
@@ -475,6 +480,7 @@ def main() -> None:
     p.add_argument("--memory", nargs=2, metavar=("WHICH", "N"), help=argparse.SUPPRESS)
     p.add_argument("--child", nargs=2, metavar=("WHICH", "N"), help=argparse.SUPPRESS)
     p.add_argument("--json", help="also write the report here")
+    p.add_argument("--step-only", action="store_true", help="skip the memory and pack runs")
     args = p.parse_args()
     if args.child:
         _child(args.child[0], int(args.child[1]))
@@ -485,14 +491,22 @@ def main() -> None:
         return
     report: dict[str, Any] = {"tensorflow": tf.__version__, "cpus": os.cpu_count()}
     report["step"] = [compare(n, args.rounds, args.iterations) for n in (368, 533)]
-    report["memory_mib"] = {
-        f"{w}_{n}": peak_memory(n, w) for n in (368, 533) for w in ("keras", "ours", *LAYOUTS)
-    }
-    report["packed"] = [packed_check(args.pack, n, args.pack_iterations) for n in (368, 533)]
+    if not args.step_only:
+        report["memory_mib"] = {
+            f"{w}_{n}": peak_memory(n, w) for n in (368, 533) for w in ("keras", "ours", *LAYOUTS)
+        }
+        report["packed"] = [packed_check(args.pack, n, args.pack_iterations) for n in (368, 533)]
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
     print(json.dumps({k: v for k, v in report.items() if k != "step"}, indent=1))
+    print("\n| voxels | Keras ms/it | reference (autodiff) ms/it | fast ms/it | fast / reference |")
+    print("|---|---|---|---|---|")
+    for r in report["step"]:
+        print(
+            f"| {r['voxels']} | {r['keras_ms']:.1f} | {r['reference_ms']:.1f} | {r['ours_ms']:.1f}"
+            f" | {r['speedup_vs_reference']:.2f}x |"
+        )
     print(
         "\n| voxels | Keras ms/it | ours bfloat16 ms/it | speedup | GFLOP/s | bfloat16 matmul "
         "GFLOP/s | efficiency |"
@@ -523,7 +537,7 @@ def main() -> None:
         "| max difference to single runs |"
     )
     print("|---|---|---|---|---|---|---|")
-    for r in report["packed"]:
+    for r in report.get("packed", []):
         for layout in LAYOUTS:
             print(
                 f"| {r['voxels']} | {r['k']} | {r['sequential_it_per_s']:.1f} | {layout} "

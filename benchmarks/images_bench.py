@@ -43,9 +43,10 @@ def fuse_open() -> bool:
 
 def rebuild_ratio(recipe_name: str, work: Path, full_build: bool) -> dict[str, float]:
     """Full build vs rebuild of the thin payload layer after one payload file changed."""
-    from fcgtainer import build, recipe
+    from fcgtainer.host.buildargs import BUILD_ARGS
+    from fcgtainer.images import build, recipe
 
-    base_name = recipe.load(recipe_name).chain()[0].name
+    base_name = recipe.load(recipe_name, BUILD_ARGS).chain()[0].name
     recipes = work / "recipes"
     (recipes / "base").mkdir(parents=True)
     shutil.copy(recipe.available()[base_name], recipes / f"{base_name}.def")
@@ -82,10 +83,10 @@ def rebuild_ratio(recipe_name: str, work: Path, full_build: bool) -> dict[str, f
 
 def start_overhead(image: Path, work: Path, repeat: int) -> dict[str, float]:
     """fcgtainer's task argv vs bare `apptainer exec IMAGE true`, interleaved, medians."""
-    from fcgtainer import container
-    from fcgtainer.job import Job
-    from fcgtainer.plan import make_plan, task_spec
-    from fcgtainer.site import Site
+    from fcgtainer.config.job import Job
+    from fcgtainer.config.site import Site
+    from fcgtainer.plan import container
+    from fcgtainer.plan.tasks import make_plan, task_spec
 
     (work / "scratch").mkdir()
     (work / "job").mkdir()
@@ -142,7 +143,7 @@ def main() -> None:
     images = args.images_dir or os.environ.get("FCG_TEST_IMAGE_CACHE")
     if images:
         os.environ["FCGTAINER_IMAGES_DIR"] = images
-    from fcgtainer import build
+    from fcgtainer.images import build
 
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="fcg-images-bench-") as tmp:

@@ -13,11 +13,18 @@ Measures, on one core (SQLamarr and Pythia are single-threaded):
   pipeline plus the plain read-out any SQLamarr user needs (``SELECT *`` of the
   persisted tables), which isolates the driver's own bookkeeping and nTuple.
 
+- the same for LHCb's tracking chain with the real 2016 MagUp parametrisation
+  (``jobs/lamarr/data/lhcb-2016MU``): our driver against SQLamarr's reference
+  chain alone (the algorithms of its ``src/main.cpp``, nothing persisted or read
+  beyond what it persists), on particle-gun and Pythia minimum-bias events.
+
 Usage::
 
     PYTHONPATH=jobs/lamarr python benchmarks/lamarr_bench.py --models DIR [--json out.json]
+    PYTHONPATH=jobs/lamarr python benchmarks/lamarr_bench.py --lhcb-only [--json out.json]
 
-Without ``--models`` a quick model set is built first (about a minute).
+Without ``--models`` (and without ``--lhcb-only``) a quick demo model set is built
+first (about a minute).
 """
 
 from __future__ import annotations
@@ -43,8 +50,13 @@ from lamarr_job.generators import (
     pythia_events,
     write_batches,
 )
+from lamarr_job.lhcb import LhcbPipeline, bare_lhcb_pipeline
+from lamarr_job.modelconfig import ModelConfig, check_models
 from lamarr_job.output import write_ntuple
 from lamarr_job.pipeline import EventStore, LamarrPipeline, bare_pipeline
+
+LHCB_MODELS = Path(__file__).resolve().parents[1] / "jobs" / "lamarr" / "data" / "lhcb-2016MU"
+LHCB_CONDITION = "2016_pp_MagUp"
 
 PUBLISHED = {
     "Geant4 detailed": "~2500 HS06.s/event",
@@ -182,6 +194,73 @@ def overhead(files: list[Path], models: Path, work: Path, repeat: int) -> dict[s
     }
 
 
+def _lhcb_bare_round(files: list[Path], config: ModelConfig, path: Path) -> float:
+    store = EventStore(path, seed=1)
+    run = bare_lhcb_pipeline(store, config, LHCB_CONDITION)
+    start = time.process_time()
+    for batch, hepmc in enumerate(files):
+        run(hepmc, batch)
+    elapsed = time.process_time() - start
+    del run
+    store.db = None
+    return elapsed
+
+
+def _lhcb_driver_round(
+    files: list[Path], config: ModelConfig, work: Path, name: str
+) -> tuple[float, dict[str, Any]]:
+    store = EventStore(work / f"{name}.db", seed=1)
+    pipeline = LhcbPipeline(store, config, LHCB_CONDITION)
+    counts = [_count_events(path) for path in files]
+    start = time.process_time()
+    for batch, (path, count) in enumerate(zip(files, counts, strict=True)):
+        pipeline.process(path, 0, batch, count)
+    trees = pipeline.results()
+    write_ntuple(work / f"{name}.root", trees, {"bench": "overhead"})
+    elapsed = time.process_time() - start
+    pipeline.close()
+    sizes = {
+        "events": sum(counts),
+        "charged_particles_per_event": len(trees["MCTracks"]["p"]) / sum(counts),
+        "tracks_per_event": len(trees["Tracks"]["p"]) / sum(counts),
+    }
+    return elapsed, sizes
+
+
+def lhcb_overhead(
+    files: list[Path], config: ModelConfig, work: Path, repeat: int
+) -> dict[str, Any]:
+    """Median CPU times of SQLamarr's reference chain and of our driver (alternating)."""
+    bare: list[float] = []
+    driver: list[float] = []
+    sizes: dict[str, Any] = {}
+    for round_ in range(repeat):
+        bare.append(_lhcb_bare_round(files, config, work / f"lhcb-bare{round_}.db"))
+        elapsed, sizes = _lhcb_driver_round(files, config, work, f"lhcb-driver{round_}")
+        driver.append(elapsed)
+    b, d = statistics.median(bare), statistics.median(driver)
+    return {
+        **sizes,
+        "reference_chain_cpu_s": round(b, 4),
+        "driver_with_ntuple_cpu_s": round(d, 4),
+        "events_per_s_per_core_driver": round(sizes["events"] / d, 2),
+        "overhead_vs_reference_percent": round(100 * (d - b) / b, 2),
+        "overhead_each_round_percent": [
+            round(100 * (x - y) / y, 2) for x, y in zip(driver, bare, strict=True)
+        ],
+        "rounds": repeat,
+    }
+
+
+def lhcb_files(kind: str, n_events: int, batch_size: int, work: Path) -> list[Path]:
+    """HepMC2 batches of particle-gun or Pythia minimum-bias events, in MeV and mm."""
+    if kind == "gun":
+        events = gun_events(GunSettings(), n_events, seed=1)
+    else:
+        events = pythia_events(PythiaSettings(), n_events, seed=1)
+    return [path for path, _ in write_batches(events, n_events, batch_size, work / f"lhcb-{kind}")]
+
+
 def _count_events(path: Path) -> int:
     with path.open() as handle:
         return sum(1 for line in handle if line.startswith("E "))
@@ -196,12 +275,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--lhcb-only", action="store_true", help="only the LHCb-chain measurements")
+    parser.add_argument("--lhcb-gun-events", type=int, default=1000)
+    parser.add_argument("--lhcb-pythia-events", type=int, default=100)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     shm = Path("/dev/shm")
     base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="lamarr-bench-", dir=base) as tmp:
         work = Path(tmp)
+        config = check_models(LHCB_MODELS)
+        lhcb = {
+            "lhcb_driver_overhead_gun": lhcb_overhead(
+                lhcb_files("gun", args.lhcb_gun_events, args.batch_size, work),
+                config,
+                work,
+                args.repeat,
+            ),
+            "lhcb_driver_overhead_pythia": lhcb_overhead(
+                lhcb_files("pythia", args.lhcb_pythia_events, args.batch_size // 5, work),
+                config,
+                work,
+                args.repeat,
+            ),
+        }
+        if args.lhcb_only:
+            results: dict[str, Any] = {
+                **lhcb,
+                "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            }
+            print(json.dumps(results, indent=2, default=float))
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2, default=float) + "\n")
+            return 0
         models = args.models
         if models is None:
             from lamarr_job.build import build_models
@@ -220,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             "pythia_minbias_full_chain_partons_kept": with_partons,
             "driver_overhead_gun": overhead(gun.pop("files"), models, work, args.repeat),
             "driver_overhead_pythia": overhead(pythia.pop("files"), models, work, args.repeat),
+            **lhcb,
             "published_lamarr_costs": PUBLISHED,
             "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         }

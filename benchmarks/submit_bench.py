@@ -149,9 +149,11 @@ def calls_per_poll(site: str, work: Path) -> dict[str, Any]:
     """Submit the campaign through fcgtainer and count scheduler calls of one status poll."""
     sys.path.insert(0, str(REPO))
     os.environ["FCGTAINER_STATE_DIR"] = str(work / f"state-{site}")
-    from fcgtainer import monitor, proc, runs
+    from fcgtainer import proc
     from fcgtainer.backends import get_backend
-    from fcgtainer.journal import Journal
+    from fcgtainer.runs import monitor
+    from fcgtainer.runs import submit as runs
+    from fcgtainer.runs.journal import Journal
 
     calls: list[str] = []
     journal = Journal()

@@ -1,4 +1,4 @@
-"""One exception hierarchy; only ``cli.py`` turns it into an exit code."""
+"""One exception hierarchy; only the ``cli`` package turns it into an exit code."""
 
 from __future__ import annotations
 
@@ -63,6 +63,10 @@ class CommandError(FcgError):
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
+
+
+class JournalError(FcgError):
+    """The run journal cannot be read or written (corrupt, read-only, wrong owner)."""
 
 
 class SubmitError(FcgError):

@@ -33,6 +33,7 @@ def run(
     timeout: float = 120.0,
     check: bool = True,
     stdin: str | None = None,
+    cwd: str | None = None,
 ) -> Completed:
     """Run ``argv`` and capture its output.
 
@@ -46,7 +47,13 @@ def run(
     log.debug("run: %s", shlex.join(argv))
     try:
         proc = subprocess.run(
-            list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+            list(argv),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=cwd,
         )
     except FileNotFoundError:
         raise CommandError(

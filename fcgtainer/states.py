@@ -19,6 +19,7 @@ class State(str, enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     LOST = "lost"
+    UPSTREAM_FAILED = "upstream failed"  # a campaign task whose input task did not succeed
     UNKNOWN = "unknown"
 
     @property
@@ -27,14 +28,17 @@ class State(str, enum.Enum):
         return self in TERMINAL
 
 
-TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.LOST})
+TERMINAL = frozenset(
+    {State.SUCCEEDED, State.FAILED, State.CANCELLED, State.LOST, State.UPSTREAM_FAILED}
+)
 
 # Exit codes of the task contract (docs/payload-contract.md).
 EXIT_CONFIG = 2
 EXIT_REQUEUE = 85
 EXIT_NO_GPU = 86
 EXIT_NO_CVMFS = 87
-NOT_RETRIED = frozenset({EXIT_CONFIG, EXIT_NO_GPU, EXIT_NO_CVMFS})
+EXIT_UPSTREAM = 88  # the wrapper's: an upstream task of a campaign did not succeed
+NOT_RETRIED = frozenset({EXIT_CONFIG, EXIT_NO_GPU, EXIT_NO_CVMFS, EXIT_UPSTREAM})
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ def from_marker(exit_code: int) -> TaskStatus:
     """The final state a job wrapper's exit-code marker stands for."""
     if exit_code == 0:
         return TaskStatus(State.SUCCEEDED, 0)
+    if exit_code == EXIT_UPSTREAM:
+        return TaskStatus(State.UPSTREAM_FAILED, exit_code, "upstream failed")
     reasons = {
         EXIT_CONFIG: "configuration error",
         EXIT_NO_GPU: "GPUs requested but none visible",
@@ -70,7 +76,7 @@ def summarise(states: Iterable[State]) -> State:
     for active in (State.RUNNING, State.REQUEUED, State.PENDING, State.HELD, State.UNKNOWN):
         if counts[active]:
             return active
-    for final in (State.FAILED, State.LOST, State.CANCELLED):
+    for final in (State.FAILED, State.LOST, State.UPSTREAM_FAILED, State.CANCELLED):
         if counts[final]:
             return final
     return State.SUCCEEDED

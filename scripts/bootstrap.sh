@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/demo and scripts/test: a project venv with the given extras installed.
 # Usage: . scripts/bootstrap.sh EXTRAS   (e.g. "fastcalogan" or "test,fastcalogan,lamarr")
 set -euo pipefail
@@ -20,7 +21,7 @@ want=$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "installing fcgtainer[$1] into $VENV (log: $VENV/pip.log) ..."
     if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
-           "$VENV/bin/python" -m pip install -e "$ROOT[$1]"; } > "$VENV/pip.log" 2>&1; then
+           "$VENV/bin/python" -m pip install -e "${ROOT}[$1]"; } > "$VENV/pip.log" 2>&1; then
         tail -20 "$VENV/pip.log" >&2
         echo "pip install failed: see $VENV/pip.log" >&2
         exit 1

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from fcgtainer.backends.base import Backend
-    from fcgtainer.site import Site
+    from fcgtainer.config.site import Site
 
 _MODULES = {
     "local": ("fcgtainer.backends.local", "LocalBackend"),

@@ -1,14 +1,13 @@
-"""A backend is three verbs on many ids: submit, status, cancel (plus find and logs)."""
+"""A backend is three verbs on many ids: submit, status, cancel (plus find and describe)."""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from fcgtainer import proc
-from fcgtainer.plan import Plan
-from fcgtainer.site import Site
+from fcgtainer.config.site import Site
+from fcgtainer.plan.tasks import Plan
 from fcgtainer.states import TaskStatus
 
 Runner = Callable[..., proc.Completed]
@@ -42,6 +41,6 @@ class Backend(abc.ABC):
     def cancel(self, ids: Sequence[str]) -> None:
         """Cancel ``ids`` in one call."""
 
-    def scheduler_logs(self, run_dir: Path, index: int) -> list[Path]:
-        """Extra per-task files the scheduler wrote (besides the wrapper's task.log)."""
-        return sorted((run_dir / "tasks" / str(index)).glob("scheduler*"))
+    @abc.abstractmethod
+    def describe(self, plan: Plan) -> str:
+        """What ``submit`` would run, as shell text to read (for ``--dry-run``)."""

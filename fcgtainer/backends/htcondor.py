@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from fcgtainer.backends.base import Backend
 from fcgtainer.errors import ConfigError, SubmitError
-from fcgtainer.plan import Plan
+from fcgtainer.plan.tasks import Plan
 from fcgtainer.proc import CommandTimeout
 from fcgtainer.states import (
     EXIT_CONFIG,
     EXIT_NO_CVMFS,
     EXIT_NO_GPU,
     EXIT_REQUEUE,
+    EXIT_UPSTREAM,
     State,
     TaskStatus,
 )
@@ -94,7 +96,9 @@ def render_submit(plan: Plan) -> dict[str, str]:
         )
     run = str(plan.run_dir)
     res = plan.resources
-    no_retry = ", ".join(str(c) for c in (EXIT_CONFIG, EXIT_NO_GPU, EXIT_NO_CVMFS))
+    # a campaign task whose upstream failed (88) would fail the same way again
+    codes = (EXIT_CONFIG, EXIT_NO_GPU, EXIT_NO_CVMFS, *((EXIT_UPSTREAM,) if plan.step else ()))
+    no_retry = ", ".join(str(c) for c in codes)
     desc: dict[str, str] = {
         "+FcgtainerRun": classad_string(plan.run_id, "+FcgtainerRun"),
         "+FcgtainerTask": "$(task)",
@@ -146,6 +150,70 @@ def describe_submit(plan: Plan) -> str:
     lines = [f"{key} = {value}" for key, value in render_submit(plan).items()]
     tasks = ",".join(str(t.index) for t in plan.tasks)
     return "\n".join([*lines, f"queue task in ({tasks})"]) + "\n"
+
+
+DAG_FILE = "campaign.dag"
+
+
+def render_dag(
+    plan: Plan, chosen: Collection[int] | None = None, python: str = sys.executable
+) -> dict[str, str]:
+    """A campaign as DAGMan files (pure): ``campaign.dag`` and a ``<step>.sub`` per node.
+
+    A FINAL node, whatever happened, writes the run's report on the access point where
+    DAGMan runs (a NOOP job whose POST script is ``python -m fcgtainer.runs.report``; the
+    DAG runs in its directory, ``RUN_DIR/dags/<n>/``, so the run is ``../..``).
+
+    One node per step: the cluster of its (chosen) tasks. A step's tasks check their
+    upstream markers themselves, so a node succeeds whatever its tasks did (POST script
+    ``/bin/true``): the next step runs, and only the tasks that read a failed one say
+    "upstream failed". ``per_task`` waits for the whole parent node here (DAGMan's unit is
+    the node); retries are per task, in each cluster (``max_retries``), never of a node.
+    """
+    wanted = None if chosen is None else set(chosen)
+    files: dict[str, str] = {}
+    nodes = [f"# fcgtainer run {plan.run_id}: one node per step, a cluster of its tasks"]
+    # DAGMan's strict mode makes warnings fatal, such as its node log being under /tmp (a
+    # runs_dir there is legitimate on one machine): the markers, not DAGMan, judge the run
+    files["dagman.config"] = "DAGMAN_USE_STRICT = 0\n"
+    nodes.append("CONFIG dagman.config")
+    edges: list[str] = []
+    present: set[str] = set()
+    for step in plan.step_plans():
+        mine = [i for i in step.indices if wanted is None or i in wanted]
+        if not mine:
+            continue
+        lines = [f"{key} = {value}" for key, value in render_submit(step.plan).items()]
+        lines.append(f"queue task in ({','.join(map(str, mine))})")
+        files[f"{step.name}.sub"] = "\n".join(lines) + "\n"
+        nodes.append(f"JOB {step.name} {step.name}.sub")
+        nodes.append(f"SCRIPT POST {step.name} /bin/true")
+        parents = [name for name in step.needs if name in present]
+        if parents:
+            edges.append(f"PARENT {' '.join(parents)} CHILD {step.name}")
+        present.add(step.name)
+    files["report.sub"] = "executable = /bin/true\nuniverse = local\nqueue\n"
+    nodes.append("FINAL report report.sub NOOP")
+    nodes.append(f"SCRIPT POST report {python} -m fcgtainer.runs.report ../..")
+    files[DAG_FILE] = "\n".join([*nodes, *edges]) + "\n"
+    return files
+
+
+def describe_dag(plan: Plan, python: str = sys.executable) -> str:
+    """The DAG file and each node's submit file, one after the other (for ``--dry-run``)."""
+    files = render_dag(plan, python=python)
+    order = [DAG_FILE, *(name for name in files if name != DAG_FILE)]
+    return "".join(f"# ---- {name}\n{files[name]}" for name in order)
+
+
+def dag_id(cluster: int | str, index: int) -> str:
+    """A campaign task's id: the DAGMan job's cluster and the task (its node job comes later)."""
+    return f"dag{cluster}#{index}"
+
+
+def _dag_split(task_id: str) -> tuple[str, int] | None:
+    match = re.match(r"^dag(\d+)#(\d+)$", task_id)
+    return (match[1], int(match[2])) if match else None
 
 
 def _event_status(kind: str, event: Any) -> TaskStatus | None:
@@ -215,7 +283,7 @@ class HTCondorBackend(Backend):
 
     def describe(self, plan: Plan) -> str:
         """The submit description and queue statement (for ``--dry-run``)."""
-        return describe_submit(plan)
+        return describe_dag(plan) if plan.steps else describe_submit(plan)
 
     def _schedd(self) -> Any:
         """The schedd to talk to (tests substitute this method)."""
@@ -247,6 +315,8 @@ class HTCondorBackend(Backend):
         chosen = list(indices) if indices is not None else [t.index for t in plan.tasks]
         if not chosen:
             return {}
+        if plan.steps:
+            return self._submit_dag(plan, chosen)
         description = htcondor2.Submit(render_submit(plan))
         try:
             result = self._schedd().submit(description, itemdata=iter(itemdata(chosen)))
@@ -264,6 +334,30 @@ class HTCondorBackend(Backend):
             )
         self._link(plan, cluster)
         return {index: f"{cluster}.{first + n}" for n, index in enumerate(chosen)}
+
+    def _submit_dag(self, plan: Plan, chosen: Sequence[int]) -> dict[int, str]:
+        """Write the campaign's DAG (a new directory per submission) and submit DAGMan once."""
+        import htcondor2  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        root = plan.run_dir / "dags"
+        root.mkdir(exist_ok=True)
+        number = 1 + sum(1 for p in root.iterdir() if p.name.isdigit())
+        where = root / str(number)
+        where.mkdir()
+        for name, text in render_dag(plan, chosen).items():
+            (where / name).write_text(text)
+        try:
+            description = htcondor2.Submit.from_dag(
+                str(where / DAG_FILE), {"UseDagDir": True, "BatchName": plan.name}
+            )
+            description["+FcgtainerRun"] = classad_string(plan.run_id, "+FcgtainerRun")
+            result = self._schedd().submit(description)
+        except htcondor2.HTCondorException as exc:
+            raise CommandTimeout(
+                ["htcondor2.Schedd.submit", plan.name], -1, stderr=str(exc)
+            ) from exc
+        cluster = int(result.cluster())
+        return {index: dag_id(cluster, index) for index in chosen}
 
     def find(self, plan: Plan) -> dict[int, str]:
         """Jobs carrying this run's UUID in the queue, else in the history."""
@@ -284,7 +378,15 @@ class HTCondorBackend(Backend):
         return {i: f"{c}.{p}" for i, (c, p) in found.items()}
 
     def status(self, ids: Sequence[str]) -> dict[str, TaskStatus]:
-        """Event log first; the schedd once for the rest; the history once for what is left."""
+        """Event log first; the schedd once for the rest; the history once for what is left.
+
+        A campaign's tasks (``dagC#i``) are asked in the same single schedd query: the
+        DAGMan job and the node jobs it submitted (``DAGManJobId``), by ``FcgtainerTask``.
+        """
+        dags = [i for i in ids if _dag_split(i)]
+        if dags:
+            rest = [i for i in ids if not _dag_split(i)]
+            return {**self._dag_status(dags), **(self.status(rest) if rest else {})}
         wanted = set(ids)
         out: dict[str, TaskStatus] = {}
         explained: set[str] = set()
@@ -309,6 +411,29 @@ class HTCondorBackend(Backend):
             out.update(parse_ads(history))
         return {i: s for i, s in out.items() if i in wanted}
 
+    def _dag_status(self, ids: Sequence[str]) -> dict[str, TaskStatus]:
+        clusters = sorted({c for c, _ in filter(None, map(_dag_split, ids))}, key=int)
+        either = " || ".join(f"ClusterId == {c} || DAGManJobId == {c}" for c in clusters)
+        ads = list(self._schedd().query(constraint=either, projection=[*PROJECTION, "DAGManJobId"]))
+        alive = {str(ad["ClusterId"]) for ad in ads if str(ad["ClusterId"]) in clusters}
+        nodes: dict[tuple[str, int], TaskStatus] = {}
+        for ad in ads:
+            if ad.get("DAGManJobId") is None or ad.get("FcgtainerTask") is None:
+                continue
+            status = parse_ads([ad]).get(f"{ad['ClusterId']}.{ad['ProcId']}")
+            if status is not None:
+                nodes[(str(ad["DAGManJobId"]), int(ad["FcgtainerTask"]))] = status
+        out: dict[str, TaskStatus] = {}
+        for task_id in ids:
+            cluster, index = _dag_split(task_id) or ("", -1)
+            if (cluster, index) in nodes:
+                out[task_id] = nodes[(cluster, index)]
+            elif cluster in alive:
+                # DAGMan has not submitted its step yet, or its node job left the queue:
+                # known but not placed (the marker, when there is one, decides)
+                out[task_id] = TaskStatus(State.UNKNOWN, reason="DAGMan: waiting for its step")
+        return out
+
     def _read_log(self, cluster: str) -> dict[str, TaskStatus]:
         path = self._index(cluster)
         if not path.exists():
@@ -322,5 +447,10 @@ class HTCondorBackend(Backend):
         """Remove ``ids`` in one schedd action."""
         import htcondor2  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-        if ids:
-            self._schedd().act(htcondor2.JobAction.Remove, list(ids), reason="fcgtainer cancel")
+        plain = [i for i in ids if not _dag_split(i)]
+        if plain:
+            self._schedd().act(htcondor2.JobAction.Remove, plain, reason="fcgtainer cancel")
+        dags = sorted({c for c, _ in filter(None, map(_dag_split, ids))})
+        if dags:  # removing DAGMan removes the node jobs it submitted: every step stops
+            either = " || ".join(f"ClusterId == {c} || DAGManJobId == {c}" for c in dags)
+            self._schedd().act(htcondor2.JobAction.Remove, either, reason="fcgtainer cancel")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fcgtainer.backends.base import Backend
-from fcgtainer.plan import Plan
+from fcgtainer.plan.tasks import Plan
 from fcgtainer.states import State, TaskStatus
 
 
@@ -52,6 +53,19 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
+def supervisor_pids(run_dir: Path) -> list[int]:
+    """Every supervisor a run directory has had that may still live (``supervisors/``)."""
+    pids = {read_pid(run_dir / "local.pid")}
+    with contextlib.suppress(FileNotFoundError):
+        pids.update(int(p.name) for p in (run_dir / "supervisors").iterdir() if p.name.isdigit())
+    return sorted(p for p in pids if p is not None)
+
+
+def supervised(run_dir: Path) -> bool:
+    """True while a supervisor of this run directory is alive."""
+    return any(pid_alive(p) for p in supervisor_pids(run_dir))
+
+
 class LocalBackend(Backend):
     """Runs tasks on this machine: natively or through Apptainer, as the plan says."""
 
@@ -63,20 +77,26 @@ class LocalBackend(Backend):
             return self.site.local.max_parallel
         return max(1, (os.cpu_count() or 1) // max(1, plan.resources.cpus))
 
+    def supervisor_argv(self, plan: Plan, chosen: Sequence[int]) -> list[str]:
+        """The background supervisor that runs the chosen tasks, a pool at a time."""
+        module = "fcgtainer.backends.local_runner"
+        pool = str(self.pool_size(plan))
+        return [sys.executable, "-m", module, str(plan.run_dir), pool, *map(str, chosen)]
+
+    def describe(self, plan: Plan) -> str:
+        """The supervisor ``submit`` would start, and what it runs for each task."""
+        argv = self.supervisor_argv(plan, [t.index for t in plan.tasks])
+        wrapper = ["bash", str(plan.run_dir / "wrapper.sh"), str(plan.run_dir), "INDEX"]
+        return f"{shlex.join(argv)} &\n# in the background, for each task: {shlex.join(wrapper)}\n"
+
     def submit(self, plan: Plan, indices: Sequence[int] | None = None) -> dict[int, str]:
         """Start the supervisor for the run and return at once."""
         chosen = list(indices) if indices is not None else [t.index for t in plan.tasks]
-        log = open(plan.run_dir / "local.log", "ab")  # noqa: SIM115 - handed to the child
+        fd = os.open(plan.run_dir / "local.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = os.fdopen(fd, "ab")
         try:
             supervisor = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "fcgtainer.backends.local_runner",
-                    str(plan.run_dir),
-                    str(self.pool_size(plan)),
-                    *map(str, chosen),
-                ],
+                self.supervisor_argv(plan, chosen),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -93,7 +113,7 @@ class LocalBackend(Backend):
 
     def find(self, plan: Plan) -> dict[int, str]:
         """A supervisor pid file means the run was started: adopt its tasks."""
-        if (plan.run_dir / "local.pid").exists():
+        if supervisor_pids(plan.run_dir):
             return {t.index: _id(plan.run_dir, t.index) for t in plan.tasks}
         return {}
 
@@ -104,8 +124,7 @@ class LocalBackend(Backend):
         for task_id in ids:
             run_dir, index = _split(task_id)
             if run_dir not in supervisors:
-                pid = read_pid(run_dir / "local.pid")
-                supervisors[run_dir] = pid is not None and pid_alive(pid)
+                supervisors[run_dir] = supervised(run_dir)
             tdir = run_dir / "tasks" / str(index)
             if (tdir / "cancelled").exists() or (run_dir / "cancelled").exists():
                 out[task_id] = TaskStatus(State.CANCELLED, reason="cancelled")
@@ -114,8 +133,10 @@ class LocalBackend(Backend):
             if pid is not None and pid_alive(pid):
                 out[task_id] = TaskStatus(State.RUNNING)
             elif supervisors[run_dir]:
-                queued = (tdir / "exit_code").exists() and (tdir / "pid").exists()
-                out[task_id] = TaskStatus(State.REQUEUED if queued else State.PENDING)
+                marked, started = (tdir / "exit_code").exists(), (tdir / "pid").exists()
+                if marked and not started:
+                    continue  # the supervisor is done with it: its marker says how it ended
+                out[task_id] = TaskStatus(State.REQUEUED if marked else State.PENDING)
         return out
 
     def cancel(self, ids: Sequence[str]) -> None:
@@ -127,12 +148,13 @@ class LocalBackend(Backend):
         for run_dir, indices in by_run.items():
             every = {int(p.name) for p in (run_dir / "tasks").iterdir() if p.name.isdigit()}
             whole = set(indices) >= every
+            groups = []
             if whole:
                 (run_dir / "cancelled").touch()
-                sup = read_pid(run_dir / "local.pid")
-                if sup is not None and pid_alive(sup):
-                    _signal_group(sup, signal.SIGTERM)
-            groups = []
+                for sup in supervisor_pids(run_dir):
+                    if pid_alive(sup):
+                        groups.append(sup)
+                        _signal_group(sup, signal.SIGTERM)
             for index in indices:
                 tdir = run_dir / "tasks" / str(index)
                 (tdir / "cancelled").touch()

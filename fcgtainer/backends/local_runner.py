@@ -2,21 +2,32 @@
 
 Runs the listed tasks through the job wrapper, at most N at a time, each in its own process
 group; retries what the job allows; on SIGTERM stops every task group and exits.
+
+One supervisor per run directory: it holds ``RUN_DIR/local.lock`` for its whole life (a
+second one, e.g. from ``resubmit``, waits for it) and is listed in ``RUN_DIR/supervisors/``
+while it lives. Each task records its process group in ``tasks/<i>/pid`` itself, before the
+wrapper starts, so ``cancel`` can always find it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from fcgtainer.states import EXIT_REQUEUE, NOT_RETRIED
 
 _stopping = False
+KILL_GRACE_S = 30.0  # after SIGTERM at the walltime, what is left of the task is killed
+
+# the task's shell writes its own pid (its process group) before the wrapper starts
+RECORD_PID = 'printf %s "$$" > "$1.$$" && mv -f "$1.$$" "$1" && shift && exec bash "$@"'
 
 
 def _stop(signum: int, frame: object) -> None:
@@ -26,19 +37,25 @@ def _stop(signum: int, frame: object) -> None:
 
 def _start(run_dir: Path, index: int, attempt: int) -> subprocess.Popen[bytes]:
     tdir = run_dir / "tasks" / str(index)
+    (tdir / "walltime_exceeded").unlink(missing_ok=True)  # each attempt has the whole walltime
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "FCGTAINER_ATTEMPT": str(attempt)}
-    proc = subprocess.Popen(
-        ["bash", str(run_dir / "wrapper.sh"), str(run_dir), str(index)],
+    return subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            RECORD_PID,
+            "fcgtainer-task",
+            str(tdir / "pid"),
+            str(run_dir / "wrapper.sh"),
+            str(run_dir),
+            str(index),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
         env=env,
     )
-    tmp = tdir / f".pid.{proc.pid}"
-    tmp.write_text(str(proc.pid))
-    os.replace(tmp, tdir / "pid")
-    return proc
 
 
 def _exit_code(run_dir: Path, index: int, fallback: int) -> int:
@@ -48,32 +65,99 @@ def _exit_code(run_dir: Path, index: int, fallback: int) -> int:
         return fallback
 
 
+def _number(path: Path, default: int) -> int:
+    try:
+        return int(path.read_text().strip() or default)
+    except (FileNotFoundError, ValueError):
+        return default
+
+
+def _finished(run_dir: Path, index: int) -> bool:
+    """A task that already has a final marker (an earlier supervisor ran it) is not rerun."""
+    code = _exit_code(run_dir, index, -1)
+    return (run_dir / "tasks" / str(index) / "exit_code").exists() and code != EXIT_REQUEUE
+
+
+def _register(run_dir: Path) -> Path:
+    sup_dir = run_dir / "supervisors"
+    sup_dir.mkdir(exist_ok=True)
+    me = sup_dir / str(os.getpid())
+    me.write_text(str(os.getpid()))
+    tmp = run_dir / f".local.pid.{os.getpid()}"
+    tmp.write_text(str(os.getpid()))
+    os.replace(tmp, run_dir / "local.pid")
+    return me
+
+
 def supervise(run_dir: Path, parallel: int, indices: list[int]) -> int:
     """Run ``indices`` to completion; returns 0 (task outcomes live in their markers)."""
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    tmp = run_dir / f".local.pid.{os.getpid()}"
-    tmp.write_text(str(os.getpid()))
-    os.replace(tmp, run_dir / "local.pid")
+    # the run directory's own mode says who may read what the tasks write (0700 or 0750)
+    os.umask(0o027 if run_dir.stat().st_mode & 0o050 else 0o077)
+    me = _register(run_dir)
+    lock = os.open(run_dir / "local.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held for life: one supervisor per run directory
+        fresh = [i for i in indices if not _finished(run_dir, i)]
+        _loop(run_dir, parallel, fresh)
+    finally:
+        me.unlink(missing_ok=True)
+        os.close(lock)
+    return 0
+
+
+def _upstream(run_dir: Path, index: int) -> set[int]:
+    try:
+        text = (run_dir / "tasks" / str(index) / "upstream").read_text()
+    except FileNotFoundError:
+        return set()
+    return {int(w) for w in text.split() if w.isdigit()}
+
+
+def _next_ready(
+    queue: list[tuple[int, int]], running: Any, needs: dict[int, set[int]]
+) -> int | None:
+    """The first queued task whose upstream tasks (a campaign's) are all settled here."""
+    waiting = {i for i, _ in queue} | set(running)
+    for position, (index, _) in enumerate(queue):
+        if not needs[index] & waiting:
+            return position
+    return None
+
+
+def _loop(run_dir: Path, parallel: int, indices: list[int]) -> None:
     queue = [(i, 0) for i in indices]
+    # a campaign: a task starts once every task it reads has finished (the wrapper then
+    # checks their markers itself); steps thus run in dependency order
+    needs = {i: _upstream(run_dir, i) for i in indices}
     running: dict[int, tuple[subprocess.Popen[bytes], int]] = {}
+    started: dict[int, float] = {}
     while (queue or running) and not _stopping:
         while queue and len(running) < parallel and not _stopping:
-            index, previous = queue.pop(0)
+            position = _next_ready(queue, running, needs)
+            if position is None:
+                break
+            index, previous = queue.pop(position)
             if (run_dir / "tasks" / str(index) / "cancelled").exists():
                 continue
             running[index] = (_start(run_dir, index, previous), previous + 1)
+            started[index] = time.monotonic()
         time.sleep(0.02)
         for index, (proc, attempt) in list(running.items()):
             rc = proc.poll()
             if rc is None:
+                _enforce_walltime(run_dir, index, proc, time.monotonic() - started[index])
                 continue
             del running[index]
             code = _exit_code(run_dir, index, rc)
-            retries = int((run_dir / "tasks" / str(index) / "retries").read_text() or 0)
-            again = code == EXIT_REQUEUE or (
-                code != 0 and code not in NOT_RETRIED and attempt <= retries
-            )
+            tdir = run_dir / "tasks" / str(index)
+            retries = _number(tdir / "retries", 0)
+            if code == EXIT_REQUEUE:
+                # the wrapper counted it against max_requeues and says when it is used up
+                again = not (tdir / "requeue_limit").exists()
+            else:
+                again = code != 0 and code not in NOT_RETRIED and attempt <= retries
             if again and not _stopping:
                 queue.append((index, attempt))
             else:
@@ -88,7 +172,27 @@ def supervise(run_dir: Path, parallel: int, indices: list[int]) -> int:
         for proc, _ in running.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-    return 0
+
+
+def _enforce_walltime(
+    run_dir: Path, index: int, proc: subprocess.Popen[bytes], elapsed: float
+) -> None:
+    """Past its walltime a task gets SIGTERM (the wrapper forwards it: a checkpointing
+    payload saves and exits 85), and SIGKILL for its whole group ``KILL_GRACE_S`` later."""
+    tdir = run_dir / "tasks" / str(index)
+    limit = _number(tdir / "walltime", 0)
+    if limit <= 0 or elapsed < limit:
+        return
+    flag = tdir / "walltime_exceeded"
+    if not flag.exists():
+        flag.write_text(f"{limit}\n")
+        with contextlib.suppress(OSError), (tdir / "task.log").open("a") as log:
+            log.write(f"== fcgtainer: walltime of {limit} s reached, sending SIGTERM\n")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+    elif elapsed >= limit + KILL_GRACE_S:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def main(argv: list[str]) -> int:

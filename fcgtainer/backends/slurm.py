@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from fcgtainer.backends.base import Backend
 from fcgtainer.errors import CommandError, SubmitError
-from fcgtainer.plan import Plan
+from fcgtainer.plan.tasks import Plan, StepPlan
 from fcgtainer.states import State, TaskStatus
 
 SUBMIT_TIMEOUT_S = 120.0
@@ -85,11 +85,18 @@ def signal_margin(plan: Plan) -> int | None:
     return max(plan.job.checkpoint.signal_margin, plan.site.slurm.signal_margin)
 
 
-def sbatch_options(plan: Plan, indices: Sequence[int] | None = None) -> list[str]:
-    """The ``sbatch`` options of a run (or of some of its tasks), one argv element each."""
+def sbatch_options(
+    plan: Plan, indices: Sequence[int] | None = None, dependency: str | None = None
+) -> list[str]:
+    """The ``sbatch`` options of a run (or of some of its tasks), one argv element each.
+
+    For a campaign step (``plan.step``) the array indices are the step's own (0..n-1, so
+    that ``aftercorr`` pairs task i with task i), its scheduler output goes under
+    ``steps/<step>/`` and ``dependency`` is its ``--dependency``.
+    """
     opts = plan.site.slurm
     chosen = list(indices) if indices is not None else [t.index for t in plan.tasks]
-    array = array_spec(chosen)
+    array = array_spec(i - plan.offset for i in chosen)
     if opts.array_limit:
         array += f"%{opts.array_limit}"
     res = plan.resources
@@ -104,7 +111,7 @@ def sbatch_options(plan: Plan, indices: Sequence[int] | None = None) -> list[str
         "--job-name": plan.name,
         "--mem": f"{res.memory}M",
         "--open-mode": "append",
-        "--output": _pattern(f"{plan.run_dir}/tasks/") + "%a/scheduler.out",
+        "--output": output_pattern(plan),
         "--partition": opts.partition,
         "--qos": opts.qos,
         "--time": _walltime(res.walltime),
@@ -117,8 +124,47 @@ def sbatch_options(plan: Plan, indices: Sequence[int] | None = None) -> list[str
     margin = signal_margin(plan)
     if margin is not None:
         values["--signal"] = f"B:USR2@{margin}"
+    if dependency:
+        # SLURM never runs a task whose dependency can no longer be met: drop it at once
+        # (status shows it as "upstream failed"; resubmit submits it again with new ones)
+        values["--dependency"] = dependency
+        values["--kill-on-invalid-dep"] = "yes"
     argv = [f"{key}={value}" for key, value in sorted(values.items()) if value is not None]
     return ["--parsable", *argv, "--requeue", *opts.extra_flags]
+
+
+def output_pattern(plan: Plan) -> str:
+    """Where SLURM writes a task's own output (``%a`` is the array index)."""
+    if plan.step:
+        return _pattern(f"{plan.run_dir}/steps/{plan.step}/") + "%a.out"
+    return _pattern(f"{plan.run_dir}/tasks/") + "%a/scheduler.out"
+
+
+def waits_for(step: StepPlan, index: int, arrays: Mapping[int, str]) -> tuple[tuple[str, str], ...]:
+    """What a campaign task waits for among the arrays submitted with it (task -> job id).
+
+    ``per_task``: ``aftercorr`` on the array holding its own upstream task; ``all``:
+    ``afterany`` on every array of that step. Upstream tasks not submitted now have
+    finished already: the wrapper checks their markers.
+    """
+    waits: list[tuple[str, str]] = []
+    for name, how in step.needs.items():
+        upstream = step.plan.upstream.get(index, {}).get(name, ())
+        jobs = sorted({arrays[j] for j in upstream if j in arrays}, key=int)
+        kind = "aftercorr" if how == "per_task" else "afterany"
+        waits += [(kind, job) for job in jobs]
+    return tuple(waits)
+
+
+def dependency(plan: Plan, step: StepPlan, jobs: Mapping[str, str]) -> str | None:
+    """``aftercorr:ID`` (per_task) / ``afterany:ID`` (all) on the arrays submitted with it.
+
+    ``jobs`` maps the steps submitted in the same go to their job ids; a needed step not in
+    it has finished already (its markers are checked by the wrapper).
+    """
+    kinds = {"per_task": "aftercorr", "all": "afterany"}
+    parts = [f"{kinds[how]}:{jobs[name]}" for name, how in step.needs.items() if name in jobs]
+    return ",".join(parts) or None
 
 
 def render_sbatch(plan: Plan) -> str:
@@ -136,18 +182,38 @@ def render_sbatch(plan: Plan) -> str:
             "if [ -f /etc/profile ]; then . /etc/profile; fi",
             "module load " + " ".join(shlex.quote(m) for m in modules),
         ]
-    lines.append(f'exec /bin/bash {run_dir}/wrapper.sh {run_dir} "$SLURM_ARRAY_TASK_ID"')
+    task = '"$SLURM_ARRAY_TASK_ID"'
+    if plan.offset:
+        task = f'"$((SLURM_ARRAY_TASK_ID + {plan.offset}))"'
+    lines.append(f"exec /bin/bash {run_dir}/wrapper.sh {run_dir} {task}")
     return "\n".join(lines) + "\n"
 
 
 def describe_sbatch(plan: Plan) -> str:
-    """One bash command that is exactly the submission: options plus script on stdin."""
-    script = render_sbatch(plan)
-    eof = "FCGTAINER_EOF"
-    while eof in script:
-        eof += "_"
-    argv = shlex.join([plan.site.slurm.sbatch, *sbatch_options(plan)])
-    return f"{argv} <<'{eof}'\n{script}{eof}\n"
+    """One bash command that is exactly the submission: options plus script on stdin.
+
+    A campaign is one such command per step; ``$JOB_<step>`` stands for the job id the
+    ``sbatch`` of an earlier step printed.
+    """
+    out = []
+    jobs: dict[str, str] = {}
+    for step in plan.step_plans():
+        sub = step.plan
+        script = render_sbatch(sub)
+        eof = "FCGTAINER_EOF"
+        while eof in script:
+            eof += "_"
+        needs = dependency(plan, step, jobs)
+        argv = shlex.join([plan.site.slurm.sbatch, *sbatch_options(sub, None, needs)])
+        if needs:  # let the shell expand $JOB_<step> (the only unquoted value)
+            argv = argv.replace(shlex.quote(f"--dependency={needs}"), f'"--dependency={needs}"')
+        if plan.steps:
+            variable = "JOB_" + step.name.replace("-", "_").replace(".", "_")
+            out.append(f"{variable}=$({argv} <<'{eof}'\n{script}{eof}\n)\n")
+            jobs[step.name] = "${" + variable + "%%;*}"  # --parsable: ID or ID;CLUSTER
+        else:
+            out.append(f"{argv} <<'{eof}'\n{script}{eof}\n")
+    return "".join(out)
 
 
 def parse_sbatch(stdout: str) -> str:
@@ -244,17 +310,39 @@ class SlurmBackend(Backend):
         return describe_sbatch(plan)
 
     def submit(self, plan: Plan, indices: Sequence[int] | None = None) -> dict[int, str]:
-        """One ``sbatch --array`` for the chosen tasks; returns ``JOBID_INDEX`` per task."""
-        chosen = list(indices) if indices is not None else [t.index for t in plan.tasks]
-        if not chosen:
-            return {}
-        argv = [self.site.slurm.sbatch, *sbatch_options(plan, chosen)]
-        done = self._run(argv, timeout=SUBMIT_TIMEOUT_S, stdin=render_sbatch(plan))
-        job_id = parse_sbatch(done.stdout)
-        return {i: f"{job_id}_{i}" for i in chosen}
+        """One ``sbatch --array`` per step for the chosen tasks; ``JOBID_INDEX`` per task.
+
+        A campaign's steps go in order, each with a ``--dependency`` on the arrays of the
+        steps it needs that are submitted in the same go. ``aftercorr`` pairs array indices,
+        so a step whose tasks wait on different arrays (some upstream tasks go again, some
+        are done) is split into one array per set of dependencies: usually one.
+        """
+        chosen = set(indices) if indices is not None else {t.index for t in plan.tasks}
+        out: dict[int, str] = {}
+        arrays: dict[int, str] = {}  # task -> the job id of the array it went in
+        for step in plan.step_plans():
+            groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
+            for index in (i for i in step.indices if i in chosen):
+                groups.setdefault(waits_for(step, index, arrays), []).append(index)
+            sub = step.plan
+            for waits, members in groups.items():
+                needs = ",".join(f"{kind}:{job}" for kind, job in waits) or None
+                argv = [self.site.slurm.sbatch, *sbatch_options(sub, members, needs)]
+                done = self._run(argv, timeout=SUBMIT_TIMEOUT_S, stdin=render_sbatch(sub))
+                job_id = parse_sbatch(done.stdout)
+                for i in members:
+                    arrays[i] = job_id
+                    out[i] = f"{job_id}_{i - sub.offset}"
+        return out
 
     def find(self, plan: Plan) -> dict[int, str]:
         """Tasks already queued (or recorded) under this run's name: the newest job wins."""
+        if plan.steps:
+            merged: dict[int, str] = {}
+            for step in plan.steps:  # a campaign's arrays are named per step
+                local = self.find(step.plan)
+                merged.update({step.plan.offset + i: v for i, v in local.items()})
+            return merged
         opts = self.site.slurm
         done = self._run(
             [

@@ -1,3 +1,4 @@
+#!/bin/bash
 # Captures a real HTCondor job event log into ~/cap/events.log (run in the testbed as the user):
 #   tests/testbed/testbed exec --user -- bash tests/data/capture_htcondor.sh
 # then copy ~/cap/events.log to tests/data/htcondor/events.log.
@@ -25,12 +26,12 @@ should_transfer_files = NO
 queue 5
 SUB
 c=$(condor_submit -terse job.sub | cut -d. -f1)
-condor_hold $c.2
+condor_hold "$c.2"
 sleep 15
 condor_q -af ClusterId ProcId JobStatus HoldReason
-condor_rm $c.3
-condor_vacate_job $c.4
-condor_rm $c.2
+condor_rm "$c.3"
+condor_vacate_job "$c.4"
+condor_rm "$c.2"
 sleep 40
 condor_q -af ClusterId ProcId JobStatus
-condor_history $c -af ClusterId ProcId JobStatus ExitCode
+condor_history "$c" -af ClusterId ProcId JobStatus ExitCode

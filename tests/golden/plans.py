@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fcgtainer.job import Job
-from fcgtainer.plan import Plan, make_plan
-from fcgtainer.site import Site
+from fcgtainer.config.job import Job
+from fcgtainer.config.site import Site
+from fcgtainer.plan.tasks import Plan, make_plan
 
 RUN_ID = "00000000-1111-2222-3333-444444444444"
 HOSTILE = ("a 0", "a'; echo foo", 'a"=0"', "$(touch x)", "a\nb")
@@ -74,7 +74,7 @@ def hostile_plan(root: Path) -> Plan:
     hostile = " | ".join(HOSTILE)
     return build_plan(
         {
-            "name": 'h a\'; "echo" $(touch x)',
+            "name": "h-a.0_x",  # a name, never a path or shell text (checked on load)
             "matrix": {"n": {"range": [0, 3]}},
             "params": {"greeting": hostile},
         },
@@ -92,4 +92,25 @@ def hostile_plan(root: Path) -> Plan:
             "env": {"set": {"HOSTILE": hostile}},
         },
         job_dir=str(root / "job $(touch x)"),
+    )
+
+
+def campaign_plan(scheduler: str = "slurm") -> Plan:
+    """Three steps: make 6 -> check each (per_task) -> sum them (all)."""
+    return build_plan(
+        {
+            "name": "hello-campaign",
+            "matrix": {"n": {"range": [0, 6]}},
+            "steps": {
+                "make": {},
+                "check": {"needs": {"make": "per_task"}},
+                "sum": {
+                    "needs": {"check": "all"},
+                    "matrix": {},
+                    "resources": {"cpus": 2, "memory": "1GiB", "walltime": "00:30:00"},
+                },
+            },
+        },
+        {"name": "plain", "scheduler": scheduler, "runs_dir": "/runs"},
+        job_dir="/jobs/hello-campaign",
     )

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from plans import HOSTILE, gpu_plan, hostile_plan, plain_plan
+from plans import HOSTILE, campaign_plan, gpu_plan, hostile_plan, plain_plan
 
-from fcgtainer.backends.htcondor import describe_submit, render_submit
+from fcgtainer.backends.htcondor import describe_dag, describe_submit, render_submit
 from fcgtainer.backends.slurm import describe_sbatch, render_sbatch, sbatch_options
 from fcgtainer.errors import ConfigError
-from fcgtainer.plan import Plan
+from fcgtainer.plan.tasks import Plan
 
 pytestmark = pytest.mark.golden
 HERE = Path(__file__).resolve().parent
@@ -28,7 +28,12 @@ CASES: dict[str, tuple[Callable[[], Plan], Callable[[Plan], str]]] = {
     "slurm_plain.sh": (plain_plan, describe_sbatch),
     "slurm_gpu.sh": (gpu_plan, describe_sbatch),
     "slurm_hostile.sh": (lambda: hostile_plan(Path("/golden")), describe_sbatch),
+    "slurm_campaign.sh": (campaign_plan, describe_sbatch),
     "htcondor_plain.sub": (plain_plan, describe_submit),
+    "htcondor_campaign.dag": (
+        lambda: campaign_plan("htcondor"),
+        lambda plan: describe_dag(plan, python="/usr/bin/python3"),
+    ),
     "htcondor_gpu.sub": (gpu_plan, describe_submit),
     "htcondor_hostile.sub": (lambda: hostile_plan(Path("/golden")), describe_submit),
 }
@@ -41,7 +46,11 @@ def test_matches_golden_file(name: str) -> None:
     text = render(make())
     path = HERE / name
     if os.environ.get("FCG_REGEN_GOLDEN") == "1":
+        before = path.read_text() if path.exists() else None
         path.write_text(text)
+        if before != text:
+            pytest.skip(f"{name} regenerated: review `git diff tests/golden`")
+        return  # unchanged: nothing to compare a freshly written file with
     assert path.exists(), f"{path} is missing: create it with `{REGEN}`"
     assert text == path.read_text(), (
         f"{path} differs from the rendering; if the change is intended, "
@@ -131,3 +140,25 @@ def test_control_characters_are_refused_in_submit_values(tmp_path: Path) -> None
     )
     with pytest.raises(ConfigError, match="control characters"):
         render_submit(Plan(**{**plan.__dict__, "site": site}))
+
+
+def test_campaign_sbatch_chain_through_bash(tmp_path: Path) -> None:
+    """The dry run of a campaign, run by bash, chains each step on the ids sbatch printed."""
+    from plans import campaign_plan
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    tool = bin_dir / "sbatch"
+    tool.write_text(
+        f'#!/bin/bash\nprintf "%s\\0" "$@" >> {calls}\necho >> {calls}\n'
+        f'cat > /dev/null\nn=$(wc -l < {calls})\necho "$((100 + n));cluster"\n'
+    )
+    tool.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    subprocess.run(["bash", "-c", describe_sbatch(campaign_plan())], env=env, check=True)
+    lines = calls.read_bytes().split(b"\n")[:-1]
+    argvs = [_split_nul(line) for line in lines]
+    assert len(argvs) == 3
+    assert "--dependency=aftercorr:101" in argvs[1]
+    assert "--dependency=afterany:102" in argvs[2]

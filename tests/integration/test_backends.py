@@ -27,14 +27,16 @@ from typing import Any
 
 import pytest
 
-from fcgtainer import control, monitor, proc, runs
+from fcgtainer import proc
 from fcgtainer.backends.base import Backend
 from fcgtainer.backends.htcondor import HTCondorBackend
 from fcgtainer.backends.slurm import SlurmBackend
-from fcgtainer.journal import Journal, RunRecord, TaskRecord
-from fcgtainer.plan import Plan
-from fcgtainer.rundir import attempts, log_path
-from fcgtainer.site import Site
+from fcgtainer.config.site import Site
+from fcgtainer.plan.tasks import Plan
+from fcgtainer.runs import control, monitor
+from fcgtainer.runs import submit as runs
+from fcgtainer.runs.journal import Journal, RunRecord, TaskRecord
+from fcgtainer.runs.rundir import attempts, log_path
 from fcgtainer.states import State
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -131,7 +133,12 @@ def workspace(shared_tmp_path: Path, scheduler: str) -> Path:
     runs_dir = tmp_path / "runs a 0 'q'"
     base = (REPO / "sites" / f"testbed-{scheduler}.yaml").read_text()
     (tmp_path / "site.yaml").write_text(base.replace("~/fcgtainer-runs", str(runs_dir)))
-    shutil.copytree(REPO / "jobs" / "hello" / "hello", tmp_path / "hello" / "hello")
+    # without __pycache__: a local native run leaves it private to its owner (umask 077)
+    shutil.copytree(
+        REPO / "jobs" / "hello" / "hello",
+        tmp_path / "hello" / "hello",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     (tmp_path / "ckpt").mkdir()
     shutil.copy(REPO / "tests" / "data" / "checkpointing" / "ckpt.py", tmp_path / "ckpt")
     return tmp_path

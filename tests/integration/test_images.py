@@ -19,10 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from fcgtainer import build, container, recipe
-from fcgtainer.job import Job
-from fcgtainer.plan import Plan, make_plan, task_spec
-from fcgtainer.site import Site
+from fcgtainer import node
+from fcgtainer.config.job import Job
+from fcgtainer.config.site import Site
+from fcgtainer.host.buildargs import BUILD_ARGS
+from fcgtainer.images import build, recipe
+from fcgtainer.plan import container
+from fcgtainer.plan.tasks import Plan, make_plan, task_spec
+from fcgtainer.runs.rundir import write_secret_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.apptainer]
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -78,7 +82,7 @@ def test_image_has_labels_and_provenance(standalone: Path, run_command: Run) -> 
                 "build_time", "sha256"):  # fmt: skip
         assert meta.get(key), f"provenance lacks {key}"
     assert meta["recipe"] == RECIPE and meta["base"]["ref"] == "recipe:base/standalone-debian"
-    assert meta["recipe_hash"] == recipe.load(RECIPE).digest
+    assert meta["recipe_hash"] == recipe.load(RECIPE, BUILD_ARGS).digest
     labels = run_command(["apptainer", "inspect", "--labels", str(standalone)]).stdout
     assert f"org.fcgtainer.recipe_hash: {meta['recipe_hash']}" in labels
     assert "org.fcgtainer.apptainer_version: apptainer version" in labels
@@ -163,9 +167,11 @@ def plan_for(image: Path, tmp_path: Path, command: list[str], *, site: dict[str,
     data.update(site or {})
     the_job = Job.model_validate({"name": "t", "command": command, **(job or {})})
     plan = make_plan(the_job.model_copy(update={"job_dir": str(job_dir)}), Site.model_validate(data),
-                     {}, "feedc0de-0000", runtime="apptainer", image=str(image))  # fmt: skip
+                     {}, "feedc0de-0000", runtime="apptainer", image=str(image),
+                     payload="checkout")  # fmt: skip
     plan.task_dir(0).mkdir(parents=True)
     plan.out_dir(0).mkdir(parents=True)
+    node.install(plan.run_dir)  # the launcher and its checks, as write_run_dir does
     (plan.task_dir(0) / "spec.json").write_text(json.dumps(task_spec(plan, plan.tasks[0])))
     return plan
 
@@ -175,8 +181,9 @@ def run_task(plan: Plan, extra_env: dict[str, str] | None = None,
     """Run task 0's argv as the job wrapper does, with a secret in the environment."""
     env = {**os.environ, "AWS_SECRET_ACCESS_KEY": "s3cr3t", **(extra_env or {})}
     env["PATH"] = path_prefix + env["PATH"]
-    argv = container.task_argv(plan, plan.tasks[0], {"HOME": os.environ["HOME"], "LANG": "C.UTF-8",
-                                                     "AWS_SECRET_ACCESS_KEY": "s3cr3t"})  # fmt: skip
+    host = {"HOME": os.environ["HOME"], "LANG": "C.UTF-8", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}
+    write_secret_env(plan, host)
+    argv = container.task_argv(plan, plan.tasks[0], host)
     return subprocess.run(argv, cwd=plan.out_dir(0), env=env, capture_output=True, text=True,
                           timeout=600, check=False)  # fmt: skip
 
@@ -258,8 +265,8 @@ def fake_cvmfs(tmp_path: Path) -> Path:
     return home / "cvmfsexec"
 
 
-def cvmfs_site(exe: str) -> dict[str, object]:
-    return {"cvmfs": {"repositories": {"sft.cern.ch": "cvmfsexec"}, "cvmfsexec": {"path": exe},
+def cvmfs_site(exe: str, mode: str = "cvmfsexec") -> dict[str, object]:
+    return {"cvmfs": {"repositories": {"sft.cern.ch": mode}, "cvmfsexec": {"path": exe},
                       "probe_timeout": 2}}  # fmt: skip
 
 
@@ -277,8 +284,9 @@ def test_cvmfs_absent_uses_cvmfsexec(standalone: Path, tmp_path: Path, fake_cvmf
 
 
 def test_cvmfs_on_the_host_is_bound(standalone: Path, tmp_path: Path, fake_cvmfs: Path) -> None:
-    plan = plan_for(standalone, tmp_path, MARKER, site=cvmfs_site("/nonexistent/cvmfsexec"),
+    plan = plan_for(standalone, tmp_path, MARKER, site=cvmfs_site("/nonexistent/cvmfsexec", "host"),
                     job={"cvmfs": ["sft.cern.ch"]})  # fmt: skip
+    write_secret_env(plan, {"HOME": os.environ["HOME"]})
     argv = container.task_argv(plan, plan.tasks[0], {"HOME": os.environ["HOME"]})
     # the whole task runs where the "host" has /cvmfs/sft.cern.ch (inside the fake)
     done = subprocess.run([str(fake_cvmfs), "sft.cern.ch", "--", *argv], cwd=plan.out_dir(0),
@@ -308,7 +316,7 @@ def hanging_ls(tmp_path: Path) -> str:
 
 
 def test_hung_cvmfs_probe_times_out(standalone: Path, tmp_path: Path, hanging_ls: str) -> None:
-    plan = plan_for(standalone, tmp_path, MARKER, site=cvmfs_site("/nonexistent"),
+    plan = plan_for(standalone, tmp_path, MARKER, site=cvmfs_site("/nonexistent", "host"),
                     job={"cvmfs": ["sft.cern.ch"]})  # fmt: skip
     start = time.monotonic()
     done = run_task(plan, path_prefix=hanging_ls)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fcgtainer.build import find_image
+from fcgtainer.images.build import find_image
 
 pytestmark = [pytest.mark.integration, pytest.mark.apptainer]
 REPO = Path(__file__).resolve().parents[2]
@@ -131,7 +131,11 @@ def test_lamarr_in_the_image(
     image: Path, lamarr_models: Path, scheduler: str, shared_tmp_path: Path,
     submitted_jobs: object,
 ) -> None:  # fmt: skip
-    extra = f"job_inputs: {{lamarr: {{models: {lamarr_models}}}}}\n"
+    # the arrays run LHCb's real 2016 MagUp tracking parametrisation (shipped with the job);
+    # the local pool the demo models built in the image
+    lhcb = scheduler != "local"
+    models = REPO / "jobs" / "lamarr" / "data" / "lhcb-2016MU" if lhcb else lamarr_models
+    extra = f"job_inputs: {{lamarr: {{models: {models}}}}}\n"
     site = site_file(shared_tmp_path, scheduler, extra)
     ok(fcgtainer(
         "submit", "lamarr", "--site", str(site), "--wait",
@@ -142,4 +146,8 @@ def test_lamarr_in_the_image(
         out = run_dir / "out" / str(task)
         summary = json.loads(next(out.glob("**/summary.json")).read_text())
         assert summary["events"] == 200, summary
+        if lhcb:
+            models_used = summary["provenance"]["models"]
+            assert models_used["pipeline"] == "lhcb", models_used
+            assert models_used["pv_condition"] == "2016_pp_MagUp", models_used
         assert list(out.glob(f"**/lamarr_run{run_number:06d}.root"))

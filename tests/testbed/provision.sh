@@ -25,6 +25,7 @@ apt-get install -y -q --no-install-recommends \
     apptainer squashfs-tools squashfuse fuse3 debootstrap \
     condor \
     slurmctld slurmd slurm-client slurmdbd munge mariadb-server mariadb-client \
+    docker-registry \
     python3-venv python3-dev gcc libc6-dev \
     fuse2fs gocryptfs ca-certificates procps iproute2 less
 apt-get clean

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from fcgtainer import build, recipe
+from fcgtainer import paths
 from fcgtainer.errors import ConfigError, NotFoundError, PreflightError
+from fcgtainer.host import buildargs
+from fcgtainer.host.buildargs import BUILD_ARGS
+from fcgtainer.images import build, recipe
 
 pytestmark = pytest.mark.unit
 
@@ -123,17 +126,17 @@ def test_payload_change_rebuilds_only_the_payload_layer(recipes: Path) -> None:
 
 
 def test_base_change_rebuilds_both(recipes: Path) -> None:
-    first = recipe.load("app")
+    first = recipe.load("app", BUILD_ARGS)
     (recipes / "reqs.txt").write_text("numpy\nscipy\n")
-    second = recipe.load("app")
+    second = recipe.load("app", BUILD_ARGS)
     assert first.base and second.base
     assert first.base.digest != second.base.digest and first.digest != second.digest
 
 
 def test_mirror_is_not_part_of_the_hash(recipes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = recipe.load("app").digest
+    first = recipe.load("app", BUILD_ARGS).digest
     monkeypatch.setenv("FCGTAINER_DEBIAN_MIRROR", "http://other.invalid/debian")
-    assert recipe.load("app").digest == first
+    assert recipe.load("app", BUILD_ARGS).digest == first
 
 
 def test_force_rebuilds_the_top_layer_only(recipes: Path) -> None:
@@ -166,7 +169,7 @@ def test_fakeroot_problem_is_named(recipes: Path) -> None:
 def test_preflight_names_missing_userns_and_subuid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fcgtainer import doctor
+    from fcgtainer.host import doctor
 
     monkeypatch.setattr(build.shutil, "which", lambda name: "/usr/bin/apptainer")
     monkeypatch.setattr(build.os, "geteuid", lambda: 1000)
@@ -193,14 +196,14 @@ def test_missing_apptainer_is_a_preflight_error(monkeypatch: pytest.MonkeyPatch)
 
 def test_unknown_recipe_lists_the_known(recipes: Path) -> None:
     with pytest.raises(NotFoundError, match="no such recipe") as info:
-        recipe.load("nope")
+        recipe.load("nope", BUILD_ARGS)
     assert "app" in (info.value.hint or "") and "base/os" in (info.value.hint or "")
 
 
 def test_unknown_build_argument(recipes: Path) -> None:
     (recipes / "recipes" / "bad.def").write_text("Bootstrap: docker\nFrom: {{ nope }}\n")
     with pytest.raises(ConfigError, match="unknown build argument"):
-        recipe.load("bad")
+        recipe.load("bad", BUILD_ARGS)
 
 
 def test_missing_files_source(recipes: Path) -> None:
@@ -208,23 +211,23 @@ def test_missing_files_source(recipes: Path) -> None:
         "Bootstrap: docker\nFrom: x\n%files\n    /nonexistent/x /x\n"
     )
     with pytest.raises(NotFoundError, match="/nonexistent/x"):
-        recipe.load("bad")
+        recipe.load("bad", BUILD_ARGS)
 
 
 def test_base_cycle_is_an_error(recipes: Path) -> None:
     (recipes / "recipes" / "a.def").write_text("Bootstrap: localimage\nFrom: b.sif\n")
     (recipes / "recipes" / "b.def").write_text("Bootstrap: localimage\nFrom: a.sif\n")
     with pytest.raises(ConfigError, match="cycle"):
-        recipe.load("a")
+        recipe.load("a", BUILD_ARGS)
 
 
 def test_build_args_from_the_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FCGTAINER_DEBIAN_MIRROR", "http://m.invalid/debian/")
-    assert recipe.debian_mirror() == "http://m.invalid/debian"
+    assert buildargs.debian_mirror() == "http://m.invalid/debian"
     bundle = tmp_path / "ca.pem"
     bundle.write_text("cert")
     monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    assert recipe.ca_bundle() == str(bundle)
+    assert buildargs.ca_bundle() == str(bundle)
 
 
 def test_git_commit_without_git(tmp_path: Path) -> None:
@@ -232,20 +235,22 @@ def test_git_commit_without_git(tmp_path: Path) -> None:
     (git / "refs" / "heads").mkdir(parents=True)
     (git / "HEAD").write_text("ref: refs/heads/main\n")
     (git / "packed-refs").write_text("# pack-refs\nabc123 refs/heads/main\n")
-    assert build.git_commit(tmp_path) == "abc123"
+    assert paths.git_commit(tmp_path) == "abc123"
     (git / "refs" / "heads" / "main").write_text("def456\n")
-    assert build.git_commit(tmp_path) == "def456"
-    assert build.git_commit(tmp_path / "nothing") is None
+    assert paths.git_commit(tmp_path) == "def456"
+    assert paths.git_commit(tmp_path / "nothing") is None
 
 
 def test_concurrent_builders_share_one_build(recipes: Path) -> None:
     fake = FakeBuild()
     build.build("base/os", runner=fake)
     assert len(fake.calls) == 1
-    target = build.image_path(recipe.load("base/os"), Path(os.environ["FCGTAINER_IMAGES_DIR"]))
+    target = build.image_path(
+        recipe.load("base/os", BUILD_ARGS), Path(os.environ["FCGTAINER_IMAGES_DIR"])
+    )
     # another process built it while we waited for the lock: build_layer does not rebuild
     layer = build.build_layer(
-        recipe.load("base/os"),
+        recipe.load("base/os", BUILD_ARGS),
         target.parent,
         binary="apptainer",
         on_line=lambda _line: None,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,17 +82,3 @@ def test_missing_required_input_fails_before_queueing(
     )
     code, _, err = run_cli("submit", str(job), "--site", str(local_site))
     assert code == 3 and "inputs.models.default" in err and "does not exist" in err
-
-
-def test_help_does_not_import_heavy_modules() -> None:
-    code = (
-        "import sys\n"
-        "sys.argv = ['fcgtainer', '--help']\n"
-        "from fcgtainer import cli\n"
-        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
-        "heavy = ('pydantic', 'tensorflow', 'htcondor2', 'sqlite3')\n"
-        "print('HEAVY', [m for m in heavy if m in sys.modules])\n"
-    )
-    env = dict(os.environ, COLUMNS="100")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert "HEAVY []" in done.stdout, done.stdout + done.stderr

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from fcgtainer.config import parse_memory_mb, parse_walltime_s
+from fcgtainer.config.job import load_job
+from fcgtainer.config.loader import parse_memory_mb, parse_walltime_s
+from fcgtainer.config.site import available_sites, load_site, load_site_file
 from fcgtainer.errors import ConfigError
-from fcgtainer.job import load_job
-from fcgtainer.site import available_sites, load_site, load_site_file
 
 pytestmark = pytest.mark.unit
 Write = Callable[[str, str], Path]

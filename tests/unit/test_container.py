@@ -7,7 +7,6 @@ decisions (binds, workdir, --nv, unpacking, CVMFS, exit codes) are checked witho
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
@@ -17,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from fcgtainer import container
-from fcgtainer.job import Job
-from fcgtainer.plan import Plan, make_plan
-from fcgtainer.site import Site
+from fcgtainer import node, states
+from fcgtainer.config.job import Job
+from fcgtainer.config.site import Site
+from fcgtainer.plan import container
+from fcgtainer.plan.tasks import Plan, make_plan
+from fcgtainer.runs.rundir import write_secret_env
 
 pytestmark = pytest.mark.unit
 
@@ -54,6 +55,12 @@ while IFS= read -r -d '' kv; do
 done < "$log/env"
 exec env -i PATH=/usr/bin:/bin "${{cleaned[@]}}" "$@"
 """
+
+
+def argv_with_env(plan: Plan, host: dict[str, str]) -> list[str]:
+    """A task's argv, with the run's env file written as ``submit`` writes it."""
+    write_secret_env(plan, host)
+    return container.task_argv(plan, plan.tasks[0], host)
 
 
 def executable(path: Path, text: str) -> Path:
@@ -103,6 +110,7 @@ def make(
         image=str(fake / "img.sif"),
     )
     plan.out_dir(0).mkdir(parents=True)
+    node.install(plan.run_dir)
     return plan
 
 
@@ -125,19 +133,18 @@ def recorded(fake: Path) -> tuple[list[str], dict[str, str]]:
 def test_argv_is_the_launcher_then_the_payload(tmp_path: Path, fake: Path) -> None:
     plan = make(tmp_path, fake, command=("python3", "-m", "x", "{spec}"))
     argv = container.task_argv(plan, plan.tasks[0], {"HOME": "/h", "LANG": "C"})
-    assert argv[:4] == ["/bin/bash", "-c", container.LAUNCH, "fcgtainer-launch"]
+    assert argv[:2] == ["/bin/bash", str(plan.run_dir / "node" / "launch.sh")]
     assert argv[-4:] == ["python3", "-m", "x", str(plan.task_dir(0) / "spec.json")]
     binds = [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"]
-    assert f"{plan.job.job_dir}:{plan.job.job_dir}:ro" in binds
+    # the image's own copy of jobs/ runs: the checkout is not bound over it
+    assert not any(b.startswith(f"{plan.job.job_dir}:") for b in binds)
     assert f"{plan.run_dir}:{plan.run_dir}:rw" in binds
-    assert subprocess.run(["bash", "-n", "-c", container.LAUNCH]).returncode == 0
-    assert subprocess.run(["sh", "-n", "-c", container.INNER]).returncode == 0
 
 
 def test_only_the_allow_list_reaches_the_container(tmp_path: Path, fake: Path) -> None:
     plan = make(tmp_path, fake)
     host = {"HOME": "/h", "LANG": "C", "AWS_SECRET": "s3cr3t"}
-    done = run(container.task_argv(plan, plan.tasks[0], host), plan.out_dir(0))
+    done = run(argv_with_env(plan, host), plan.out_dir(0))
     assert done.returncode == 0, done.stderr
     argv, env = recorded(fake)
     assert "s3cr3t" not in (fake / "env").read_text()
@@ -168,7 +175,7 @@ HOSTILE = ["a 0", "a'; echo foo", 'a"=0"', "$(touch x)", "two\nlines", "semi;col
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_env_values_arrive_unchanged(tmp_path: Path, fake: Path, value: str) -> None:
     plan = make(tmp_path, fake, command=("printenv", "FOO"), site={"env": {"set": {"FOO": value}}})
-    done = run(container.task_argv(plan, plan.tasks[0], {"HOME": "/h"}), plan.out_dir(0))
+    done = run(argv_with_env(plan, {"HOME": "/h"}), plan.out_dir(0))
     assert done.returncode == 0, done.stderr
     assert done.stdout == value + "\n"
     assert not (plan.out_dir(0) / "x").exists()
@@ -178,7 +185,7 @@ def test_scratch_template_is_expanded_on_the_node(tmp_path: Path, fake: Path) ->
     plan = make(tmp_path, fake, site={"scratch": "$NODE_TMP/sub"})
     node_tmp = tmp_path / "nodetmp"
     done = run(
-        container.task_argv(plan, plan.tasks[0], {"HOME": "/h"}),
+        argv_with_env(plan, {"HOME": "/h"}),
         plan.out_dir(0),
         {"NODE_TMP": str(node_tmp)},
     )
@@ -190,9 +197,9 @@ def test_scratch_template_is_expanded_on_the_node(tmp_path: Path, fake: Path) ->
 
 def test_gpu_task_gets_nv_and_fails_fast_without_a_gpu(tmp_path: Path, fake: Path) -> None:
     plan = make(tmp_path, fake, command=("true",), job={"resources": {"gpus": 1}})
-    argv = container.task_argv(plan, plan.tasks[0], {"HOME": "/h"})
+    argv = argv_with_env(plan, {"HOME": "/h"})
     done = run(argv, plan.out_dir(0), {"CUDA_VISIBLE_DEVICES": "3"})
-    assert done.returncode == container.EXIT_NO_GPU, done.stderr
+    assert done.returncode == states.EXIT_NO_GPU, done.stderr
     assert "GPU(s) requested but none is visible" in done.stderr
     argv, env = recorded(fake)
     assert "--nv" in argv and env["APPTAINERENV_CUDA_VISIBLE_DEVICES"] == "3"
@@ -201,7 +208,7 @@ def test_gpu_task_gets_nv_and_fails_fast_without_a_gpu(tmp_path: Path, fake: Pat
 def test_gpu_check_passes_when_a_gpu_is_listed(tmp_path: Path) -> None:
     executable(tmp_path / "nvidia-smi", "#!/bin/sh\necho 'GPU 0: Tesla V100 (UUID: x)'\n")
     env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
-    argv = ["sh", "-c", container.INNER, "task", "1", "", "echo", "ran"]
+    argv = ["sh", str(node.source_dir() / "inner.sh"), "1", "", "echo", "ran"]
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout == "ran\n"
 
@@ -213,7 +220,7 @@ def test_unpacks_once_per_node_and_reuses(tmp_path: Path, fake: Path) -> None:
         command=("true",),
         site={"apptainer": {"binary": str(fake / "bin" / "apptainer"), "unpack": "always"}},
     )
-    argv = container.task_argv(plan, plan.tasks[0], {"HOME": "/h"})
+    argv = argv_with_env(plan, {"HOME": "/h"})
     for _ in range(3):
         done = run(argv, plan.out_dir(0))
         assert done.returncode == 0, done.stderr
@@ -235,7 +242,7 @@ def test_concurrent_tasks_unpack_once(tmp_path: Path, fake: Path) -> None:
         command=("true",),
         site={"apptainer": {"binary": str(fake / "bin" / "apptainer"), "unpack": "always"}},
     )
-    argv = container.task_argv(plan, plan.tasks[0], {"HOME": "/h"})
+    argv = argv_with_env(plan, {"HOME": "/h"})
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
     procs = [subprocess.Popen(argv, cwd=plan.out_dir(0), env=env) for _ in range(3)]
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
@@ -249,7 +256,7 @@ def launch(
     fake: Path, tmp_path: Path, *options: str, path_prefix: str = ""
 ) -> subprocess.CompletedProcess[str]:
     """Run the launcher with the fake apptainer and ``options``, the payload ``true``."""
-    argv = ["bash", "-c", container.LAUNCH, "fcgtainer-launch"]
+    argv = ["bash", str(node.source_dir() / "launch.sh")]
     argv += ["--apptainer", str(fake / "bin" / "apptainer"), "--image", str(fake / "img.sif")]
     argv += ["--unpack", "never", "--scratch", str(fake / "node"), *options, "--", "true"]
     env = {"PATH": f"{path_prefix}{os.environ['PATH']}", "HOME": str(tmp_path)}
@@ -301,7 +308,7 @@ def test_cvmfsexec_failing_its_smoke_test_exits_87(tmp_path: Path, fake: Path) -
     exe = fake_cvmfsexec(tmp_path / "cvmfsexec", smoke_ok=False)
     opts = ["--cvmfs-root", str(tmp_path / "nocvmfs"), "--cvmfsexec", str(exe)]
     done = launch(fake, tmp_path, *opts, "--repo", "sft.cern.ch")
-    assert done.returncode == container.EXIT_NO_CVMFS
+    assert done.returncode == states.EXIT_NO_CVMFS
     assert "smoke test" in done.stderr and "fuse: device not found" in done.stderr
     assert not (fake / "calls").exists(), "apptainer never started"
 
@@ -309,7 +316,7 @@ def test_cvmfsexec_failing_its_smoke_test_exits_87(tmp_path: Path, fake: Path) -
 def test_no_cvmfs_and_no_cvmfsexec_exits_87(tmp_path: Path, fake: Path) -> None:
     opts = ["--cvmfs-root", str(tmp_path / "nocvmfs"), "--cvmfsexec", "/nonexistent/cvmfsexec"]
     done = launch(fake, tmp_path, *opts, "--repo", "sft.cern.ch")
-    assert done.returncode == container.EXIT_NO_CVMFS
+    assert done.returncode == states.EXIT_NO_CVMFS
     assert "cvmfsexec not found" in done.stderr
 
 
@@ -332,7 +339,7 @@ def test_a_hung_cvmfs_probe_times_out(tmp_path: Path, fake: Path) -> None:
         path_prefix=f"{hang}:",
     )
     elapsed = time.monotonic() - start
-    assert done.returncode == container.EXIT_NO_CVMFS
+    assert done.returncode == states.EXIT_NO_CVMFS
     assert "did not answer within 1 s" in done.stderr
     assert elapsed < 30
 
@@ -345,24 +352,38 @@ def test_cvmfs_repos_follow_job_and_site(tmp_path: Path, fake: Path) -> None:
         site={"cvmfs": {"repositories": {"atlas.cern.ch": "none"}}},
     )
     assert container.cvmfs_repos(plan) == ["lhcb.cern.ch", "sft.cern.ch"]
-    argv = container.task_argv(plan, plan.tasks[0], {"HOME": "/h"})
+    argv = argv_with_env(plan, {"HOME": "/h"})
     assert argv[argv.index("--lcg-view") + 1] == "LCG_105a/x86_64-el9"
 
 
 def test_shell_argv_is_the_task_argv_with_a_shell(tmp_path: Path, fake: Path) -> None:
+    """Same launcher, options and Apptainer flags as the task; only the mode differs."""
     plan = make(tmp_path, fake)
-    task = container.task_argv(plan, plan.tasks[0], {"HOME": "/h"})
+    task = argv_with_env(plan, {"HOME": "/h"})
     shell = container.shell_argv(plan, plan.tasks[0], ["printenv", "FOO"], {"HOME": "/h"})
-    assert shell[shell.index("--mode") + 1] == "shell"
-    strip = lambda a: [x for i, x in enumerate(a) if x != "shell" and x != "exec"]  # noqa: E731
-    assert strip(shell[: shell.index("--")]) == strip(task[: task.index("--")])
+    mode = task.index("--mode") + 1
+    assert (task[mode], shell[mode]) == ("exec", "shell")
+    assert shell[:mode] + shell[mode + 1 : shell.index("--")] == (
+        task[:mode] + task[mode + 1 : task.index("--")]
+    )
+    assert shell[shell.index("--") :] == ["--", "printenv", "FOO"]
+
+    def apptainer_flags(argv: list[str]) -> list[str]:
+        """The recorded apptainer argv without the verb and the per-run workdir."""
+        at = argv.index("--workdir")
+        return argv[1:at] + argv[at + 2 : argv.index(str(fake / "img.sif")) + 1]
+
+    assert run(task, plan.out_dir(0)).returncode == 0
+    as_task, _ = recorded(fake)
     done = run(shell, plan.out_dir(0))
     assert done.returncode == 0 and done.stdout == "bar\n"
+    with_command, _ = recorded(fake)
     interactive = container.shell_argv(plan, plan.tasks[0], [], {"HOME": "/h"})
-    run(interactive, plan.out_dir(0))
-    argv, _ = recorded(fake)
-    assert argv[0] == "shell"
-    assert json.dumps(argv)  # recorded argv is plain strings
+    assert run(interactive, plan.out_dir(0)).returncode == 0
+    bare, _ = recorded(fake)
+    assert (as_task[0], with_command[0], bare[0]) == ("exec", "exec", "shell")
+    assert apptainer_flags(with_command) == apptainer_flags(as_task) == apptainer_flags(bare)
+    assert bare[-1] == str(fake / "img.sif"), "an interactive shell runs nothing after the image"
 
 
 # --- fcgtainer shell ------------------------------------------------------------------------
@@ -392,7 +413,7 @@ def test_shell_command_runs_in_the_image_with_task_env(tmp_path: Path, fake: Pat
 
 
 def test_on_node_prefix_asks_the_scheduler(tmp_path: Path, fake: Path) -> None:
-    from fcgtainer.shell import on_node_prefix
+    from fcgtainer.runs.shell import on_node_prefix
 
     plan = make(
         tmp_path,

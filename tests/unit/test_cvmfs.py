@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from fcgtainer import cvmfs, doctor
-from fcgtainer.site import Site
+from fcgtainer import node
+from fcgtainer.config.site import Site
+from fcgtainer.host import cvmfs, doctor
 
 pytestmark = pytest.mark.unit
 
-RUNSCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "lib" / "fcgtainer-run"
+RUNSCRIPT = node.source_dir() / "run.sh"
 
 
 def executable(path: Path, text: str) -> Path:
@@ -71,16 +72,6 @@ def test_doctor_names_a_missing_cvmfsexec(tmp_path: Path) -> None:
     assert doctor.check_cvmfs(site)[1].status == "ok"
 
 
-def test_smoke_test(tmp_path: Path) -> None:
-    good = executable(
-        tmp_path / "good", '#!/bin/sh\nwhile [ "$1" != -- ]; do shift; done\nshift\nexec "$@"\n'
-    )
-    bad = executable(tmp_path / "bad", "#!/bin/sh\necho 'fuse: device not found' >&2\nexit 1\n")
-    assert cvmfs.smoke_test(str(good), ["sft.cern.ch"]) == (True, "")
-    ok, why = cvmfs.smoke_test(str(bad), ["sft.cern.ch"])
-    assert not ok and "fuse: device not found" in why
-
-
 def test_doctor_runs_without_a_site() -> None:
     checks = doctor.run_checks(None)
     names = [c.name for c in checks]
@@ -90,7 +81,7 @@ def test_doctor_runs_without_a_site() -> None:
     assert all(c.fix for c in checks if c.status in ("warn", "fail"))
 
 
-# --- the runscript of the images (recipes/lib/fcgtainer-run) -----------------------------
+# --- the runscript of the images (fcgtainer/node/run.sh) ---------------------------------
 
 
 def runscript(env: dict[str, str], *cmd: str) -> subprocess.CompletedProcess[str]:

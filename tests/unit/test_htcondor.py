@@ -20,9 +20,9 @@ from fcgtainer.backends.htcondor import (
     parse_events,
     render_submit,
 )
-from fcgtainer.job import Job
-from fcgtainer.plan import Plan, make_plan
-from fcgtainer.site import Site
+from fcgtainer.config.job import Job
+from fcgtainer.config.site import Site
+from fcgtainer.plan.tasks import Plan, make_plan
 from fcgtainer.states import State
 
 pytestmark = pytest.mark.unit
@@ -220,3 +220,59 @@ def test_cancel_is_one_action(tmp_path: Path) -> None:
     schedd = FakeSchedd([], [])
     _backend(tmp_path, schedd).cancel(["1.0", "1.1"])
     assert schedd.calls == ["act 2"]
+
+
+def _campaign(tmp_path: Path) -> Plan:
+    job = Job.model_validate(
+        {
+            "name": "c",
+            "command": ["true"],
+            "matrix": {"n": {"range": [0, 3]}},
+            "steps": {
+                "a": {},
+                "b": {"needs": {"a": "per_task"}},
+                "c": {"needs": {"b": "all"}, "matrix": {}},
+            },
+        }
+    )
+    return make_plan(job, _site(tmp_path), {}, RUN, runtime="native")
+
+
+def test_campaign_dag_has_one_node_per_step_and_only_chosen_tasks(tmp_path: Path) -> None:
+    from fcgtainer.backends.htcondor import DAG_FILE, render_dag
+
+    files = render_dag(_campaign(tmp_path))
+    assert sorted(files) == sorted(
+        ["a.sub", "b.sub", DAG_FILE, "c.sub", "report.sub", "dagman.config"]
+    )
+    dag = files[DAG_FILE].splitlines()
+    assert "JOB a a.sub" in dag and "SCRIPT POST b /bin/true" in dag
+    assert "PARENT a CHILD b" in dag and "PARENT b CHILD c" in dag
+    assert files["b.sub"].endswith("queue task in (3,4,5)\n")
+    assert "FINAL report report.sub NOOP" in dag
+    assert any(line.endswith("-m fcgtainer.runs.report ../..") for line in dag)
+    assert "member(ExitCode, {2, 86, 87, 88})" in files["b.sub"]
+    again = render_dag(_campaign(tmp_path), [1, 4, 6])
+    assert again["a.sub"].endswith("queue task in (1)\n")
+    again = render_dag(_campaign(tmp_path), [6])
+    assert (
+        sorted(again) == sorted([DAG_FILE, "c.sub", "report.sub", "dagman.config"])
+        and "PARENT" not in again[DAG_FILE]
+    )
+
+
+def test_campaign_status_is_one_schedd_query(tmp_path: Path) -> None:
+    """DAGMan alive: node jobs by FcgtainerTask, the not-yet-submitted steps are waiting."""
+    queue = [
+        {"ClusterId": 40, "ProcId": 0, "JobStatus": 2},
+        {"ClusterId": 41, "ProcId": 0, "JobStatus": 2, "DAGManJobId": 40, "FcgtainerTask": 3},
+        {"ClusterId": 41, "ProcId": 1, "JobStatus": 1, "DAGManJobId": 40, "FcgtainerTask": 4},
+    ]
+    schedd = FakeSchedd(queue, [])
+    out = _backend(tmp_path, schedd).status(["dag40#3", "dag40#4", "dag40#6", "dag39#0"])
+    assert schedd.calls == ["query"]
+    assert out["dag40#3"].state is State.RUNNING and out["dag40#4"].state is State.PENDING
+    assert out["dag40#6"].state is State.UNKNOWN  # monitor: pending, waiting for its step
+    assert "dag39#0" not in out  # that DAG has ended: the markers decide
+    _backend(tmp_path, schedd).cancel(["dag40#3", "dag40#6"])
+    assert schedd.calls[-1] == f"act {len('ClusterId == 40 || DAGManJobId == 40')}"  # a constraint

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fcgtainer.errors import NotFoundError
-from fcgtainer.journal import Journal
+from fcgtainer.runs.journal import Journal
 from fcgtainer.states import State, TaskStatus
 
 pytestmark = pytest.mark.unit

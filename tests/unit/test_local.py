@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from fcgtainer import control, monitor, runs
 from fcgtainer.backends.local import pid_alive, read_pid
-from fcgtainer.journal import Journal
-from fcgtainer.rundir import log_path, read_marker
+from fcgtainer.runs import control, monitor
+from fcgtainer.runs import submit as runs
+from fcgtainer.runs.journal import Journal
+from fcgtainer.runs.rundir import log_path, read_marker
 from fcgtainer.states import State, TaskStatus
 
 pytestmark = pytest.mark.unit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fcgtainer.monitor import merge
+from fcgtainer.runs.monitor import merge
 from fcgtainer.states import State, TaskStatus, summarise
 
 pytestmark = pytest.mark.unit
@@ -44,3 +44,11 @@ def test_summary() -> None:
     assert summarise([State.SUCCEEDED, State.RUNNING]) is State.RUNNING
     assert summarise([State.SUCCEEDED, State.FAILED]) is State.FAILED
     assert summarise([State.SUCCEEDED] * 3) is State.SUCCEEDED
+
+
+def test_removed_by_the_pool_after_a_checkpoint_is_resumable_not_cancelled() -> None:
+    """HTCondor removing a task at MaxRuntime / JobFlavour: kill_sig made it checkpoint."""
+    removed = TaskStatus(State.CANCELLED, reason="removed")
+    status = merge(removed, 85, cancelled=False, overdue=False)
+    assert status.state is State.FAILED and "resubmit" in status.reason
+    assert merge(removed, 85, cancelled=True, overdue=False).state is State.CANCELLED

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from fcgtainer.container import task_argv
+from fcgtainer import node
+from fcgtainer.config.job import load_job, parse_sets
+from fcgtainer.config.site import Site, load_site
 from fcgtainer.errors import ConfigError
-from fcgtainer.job import load_job, parse_sets
-from fcgtainer.plan import make_plan, task_spec
-from fcgtainer.site import Site, load_site
+from fcgtainer.plan.container import task_argv
+from fcgtainer.plan.tasks import make_plan, task_spec
+from fcgtainer.runs.rundir import write_secret_env
 
 pytestmark = pytest.mark.unit
 Write = Callable[[str, str], Path]
@@ -109,6 +112,8 @@ def test_hostile_param_reaches_payload_unchanged(write: Write, tmp_path: Path, v
     spec_path = plan.task_dir(0) / "spec.json"
     spec_path.parent.mkdir(parents=True)
     spec_path.write_text(json.dumps(task_spec(plan, task)))
+    write_secret_env(plan, os.environ)
+    node.install(plan.run_dir)
     done = subprocess.run(task_argv(plan, task), capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == value + "\n"
@@ -127,7 +132,10 @@ def test_environment_is_an_allow_list(write: Write, tmp_path: Path) -> None:
         )
     )
     plan = plan_for(job, [], site)
-    argv = task_argv(plan, plan.tasks[0], {"LANG": "C", "AWS_SECRET": "s3cr3t", "HOME": "/h"})
+    host = {"LANG": "C", "AWS_SECRET": "s3cr3t", "HOME": "/h"}
+    write_secret_env(plan, host)
+    node.install(plan.run_dir)
+    argv = task_argv(plan, plan.tasks[0], host)
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
     env = dict(line.split("=", 1) for line in done.stdout.splitlines())
     assert env["LANG"] == "C" and env["FOO"] == "bar"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from spython.main.parse.parsers.singularity import SingularityParser
 
-from fcgtainer import recipe
+from fcgtainer.host.buildargs import BUILD_ARGS
+from fcgtainer.images import recipe
 
 pytestmark = pytest.mark.unit
 
@@ -56,7 +57,7 @@ def fake_args() -> dict[str, object]:
     return {
         "debian_mirror": lambda: "http://mirror.invalid/debian",
         "ca_bundle": lambda: str(REPO / "pyproject.toml"),
-        "repo": lambda: str(REPO),
+        "node": BUILD_ARGS["node"],
     }
 
 
@@ -105,8 +106,8 @@ def test_payload_layers_are_thin() -> None:
         assert top.header["bootstrap"] == "localimage"
         assert "post" not in recipe.sections(top.text), "no package installs in a payload layer"
         dests = [dest for _src, dest in top.files]
-        assert "/opt/fcgtainer/jobs" in dests and "/opt/fcgtainer/bin/fcgtainer-run" in dests
-        assert "fcgtainer-run" in "\n".join(recipe.sections(top.text)["runscript"])
+        assert "/opt/fcgtainer/jobs" in dests and "/opt/fcgtainer/node" in dests
+        assert "/opt/fcgtainer/node/run.sh" in "\n".join(recipe.sections(top.text)["runscript"])
 
 
 def test_centos7_repositories_point_at_the_vault(tmp_path: Path) -> None:
@@ -173,7 +174,8 @@ def test_requirements_are_pinned_where_it_matters() -> None:
     assert "-r fastcalogan.txt" in both and "-r lamarr.txt" in both
 
 
-def test_runscript_is_valid_bash() -> None:
-    script = REPO / "recipes" / "lib" / "fcgtainer-run"
-    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    assert script.stat().st_mode & 0o111
+def test_runscript_ships_with_its_library() -> None:
+    top = chain("standalone-debian")[-1]
+    shipped = dict((dest, src) for src, dest in top.files)["/opt/fcgtainer/node"]
+    assert {"run.sh", "lib.sh", "codes.sh"} <= {p.name for p in shipped.iterdir()}
+    assert (shipped / "run.sh").stat().st_mode & 0o111

@@ -19,10 +19,10 @@ from fcgtainer.backends.slurm import (
     render_sbatch,
     sbatch_options,
 )
+from fcgtainer.config.job import Job
+from fcgtainer.config.site import Site
 from fcgtainer.errors import CommandError, SubmitError
-from fcgtainer.job import Job
-from fcgtainer.plan import Plan, make_plan
-from fcgtainer.site import Site
+from fcgtainer.plan.tasks import Plan, make_plan
 from fcgtainer.states import State
 
 pytestmark = pytest.mark.unit
@@ -262,9 +262,111 @@ def test_parse_squeue_on_captured_collapsed_and_finished_output() -> None:
 
 def test_completed_without_marker_is_never_succeeded() -> None:
     """squeue's COMPLETED is no proof: without the marker a task waits, then is LOST."""
-    from fcgtainer.monitor import merge
+    from fcgtainer.runs.monitor import merge
 
     seen = parse_squeue("1_0|COMPLETED|None\n").get("1_0")
     assert merge(seen, None, cancelled=False, overdue=False).state is State.UNKNOWN
     assert merge(seen, None, cancelled=False, overdue=True).state is State.LOST
     assert merge(seen, 0, cancelled=False, overdue=False).state is State.SUCCEEDED
+
+
+def _campaign() -> Plan:
+    job = Job.model_validate(
+        {
+            "name": "c",
+            "command": ["true"],
+            "matrix": {"n": {"range": [0, 3]}},
+            "steps": {
+                "a": {},
+                "b": {"needs": {"a": "per_task"}},
+                "c": {"needs": {"b": "all"}, "matrix": {}},
+            },
+        }
+    )
+    site = Site.model_validate({"scheduler": "slurm", "runs_dir": "/runs"})
+    return make_plan(job, site, {}, "11111111-2222-3333-4444-555555555555", runtime="native")
+
+
+def test_campaign_is_one_array_per_step_chained_by_dependencies() -> None:
+    """aftercorr pairs task i with task i (local array indices); afterany waits for all."""
+    jobs = iter(["100", "101", "102"])
+
+    class Counting(FakeSlurm):
+        def __call__(self, argv: Sequence[str], **kwargs: Any) -> proc.Completed:
+            super().__call__(argv, **kwargs)
+            return _done(next(jobs) + "\n")
+
+    fake = Counting({"sbatch": _done()})
+    plan = _campaign()
+    ids = _backend(fake).submit(plan)
+    assert fake.tools() == ["sbatch", "sbatch", "sbatch"]
+    assert ids == {
+        0: "100_0",
+        1: "100_1",
+        2: "100_2",
+        3: "101_0",
+        4: "101_1",
+        5: "101_2",
+        6: "102_0",
+    }
+    (a, script_a), (b, script_b), (c, script_c) = fake.calls
+    assert "--array=0-2" in a and not any(x.startswith("--dependency") for x in a)
+    assert "--array=0-2" in b and "--dependency=aftercorr:100" in b
+    assert "--kill-on-invalid-dep=yes" in b
+    assert "--array=0" in c and "--dependency=afterany:101" in c
+    assert '"$((SLURM_ARRAY_TASK_ID + 3))"' in (script_b or "")
+    assert '"$((SLURM_ARRAY_TASK_ID + 6))"' in (script_c or "")
+    assert '"$SLURM_ARRAY_TASK_ID"' in (script_a or "")
+    assert "--output=/runs/c-11111111/steps/b/%a.out" in b
+
+
+def test_campaign_resubmit_chains_only_what_goes_again() -> None:
+    """Task 1 of a, its b (4) and c (6): three arrays of one task, chained; nothing else."""
+    jobs = iter(["200", "201", "202"])
+
+    class Counting(FakeSlurm):
+        def __call__(self, argv: Sequence[str], **kwargs: Any) -> proc.Completed:
+            super().__call__(argv, **kwargs)
+            return _done(next(jobs) + "\n")
+
+    fake = Counting({"sbatch": _done()})
+    ids = _backend(fake).submit(_campaign(), [1, 4, 6])
+    assert ids == {1: "200_1", 4: "201_1", 6: "202_0"}
+    (a, _), (b, _), (c, _) = fake.calls
+    assert "--array=1" in a and "--array=1" in b and "--dependency=aftercorr:200" in b
+    assert "--dependency=afterany:201" in c
+    # only the last step again: no dependency (its upstream markers are already there)
+    fake2 = Counting({"sbatch": _done()})
+    jobs = iter(["300"])
+    assert _backend(fake2).submit(_campaign(), [6]) == {6: "300_0"}
+    assert not any(x.startswith("--dependency") for x in fake2.calls[0][0])
+
+
+def test_campaign_resubmit_splits_a_step_whose_tasks_wait_on_different_arrays() -> None:
+    """b's task 4 waits for a's task 1 (going again); b's task 5 waits for nothing."""
+    jobs = iter(["400", "401", "402", "403"])
+
+    class Counting(FakeSlurm):
+        def __call__(self, argv: Sequence[str], **kwargs: Any) -> proc.Completed:
+            super().__call__(argv, **kwargs)
+            return _done(next(jobs) + "\n")
+
+    fake = Counting({"sbatch": _done()})
+    ids = _backend(fake).submit(_campaign(), [1, 4, 5, 6])
+    assert ids == {1: "400_1", 4: "401_1", 5: "402_2", 6: "403_0"}
+    argvs = [argv for argv, _ in fake.calls]
+    assert "--dependency=aftercorr:400" in argvs[1] and "--array=1" in argvs[1]
+    assert "--array=2" in argvs[2] and not any(a.startswith("--dep") for a in argvs[2])
+    assert "--dependency=afterany:401,afterany:402" in argvs[3]
+
+
+def test_campaign_status_is_one_squeue_for_every_step() -> None:
+    """The three arrays of a campaign are asked in one squeue call (sacct only if gone)."""
+    lines = "100_0|RUNNING|None\n101_[0-2]|PENDING|Dependency\n102_0|PENDING|Dependency\n"
+    fake = FakeSlurm({"squeue": _done(lines)})
+    ids = ["100_0", "101_0", "101_1", "101_2", "102_0"]
+    out = _backend(fake).status(ids)
+    assert fake.tools() == ["squeue"]
+    assert "--jobs=100,101,102" in fake.calls[0][0]
+    assert out["100_0"].state is State.RUNNING
+    assert out["102_0"].state is State.PENDING and out["102_0"].reason == "Dependency"

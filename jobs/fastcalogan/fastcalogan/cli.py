@@ -1,4 +1,4 @@
-"""Command line of the payload: ``python3 -m fastcalogan {train,select,synth} ...``."""
+"""Command line of the payload: ``python3 -m fastcalogan {train,select,validate,synth} ...``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--spec", type=Path, required=True, help="task spec JSON (payload contract)")
     s = sub.add_parser("select", help="score every checkpoint of a finished task, export, plot")
     s.add_argument("--spec", type=Path, required=True, help="the spec the task was trained with")
+    v = sub.add_parser(
+        "validate", help="CaloChallenge-style metrics of each selected GAN on held-out showers"
+    )
+    v.add_argument("--spec", type=Path, required=True, help="the spec the task was trained with")
     g = sub.add_parser("synth", help="write a SYNTHETIC dataset in the FastCaloGAN CSV layout")
     g.add_argument("--out", type=Path, required=True, help="root of the CSV tree")
     g.add_argument("--particle", default="photon", help="photon, electron or pion")
@@ -41,11 +45,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "select":
             from .select import select_and_export
             from .spec import load_spec
-            from .train import load_data
+            from .train import load_data, split_data
 
             cfg = load_spec(args.spec)
-            for s, data in zip(cfg.eta_slices, load_data(cfg)):
-                select_and_export(cfg, s, data)
+            for s, (train_set, held) in zip(cfg.eta_slices, split_data(cfg, load_data(cfg))):
+                select_and_export(cfg, s, held, train_set)
+            return 0
+        if args.command == "validate":
+            from .spec import load_spec
+            from .validate import validate_task
+
+            validate_task(load_spec(args.spec))
             return 0
         from .layout import particle
         from .synthetic import write_dataset

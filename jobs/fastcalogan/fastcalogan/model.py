@@ -1,15 +1,24 @@
-"""The conditional WGAN-GP of FastCaloGAN: parameters, forward passes and one training step.
+"""The conditional WGAN-GP of FastCaloGAN: parameters, forward passes and the critic's gradients.
 
-Architecture and hyperparameters are the published ones (BoloGAN/FastCaloGAN):
+The architecture comes from :class:`fastcalogan.hparams.HParams` (published defaults):
 
-- generator: ``[noise(50), label(1)] -> 50 -> 100 -> 200 -> N_voxels``, ReLU everywhere
-  (the output ReLU keeps voxel energies non-negative);
-- critic: ``[voxels(N), label(1)] -> N -> N -> N -> 1``, ReLU hidden layers, linear output;
-- He-uniform initial weights, zero biases; noise ~ N(0.5, 0.5);
-- WGAN-GP with lambda 10, 5 critic steps per generator step, Adam(1e-4, beta1 0.55), batch 128.
+- generator: ``[noise(latent), label(1)] -> hidden widths -> N_voxels``, each layer
+  ``act(BN(x W + b))`` with act ReLU or swish and optional batch normalisation
+  (:func:`generate`, the one forward pass used by training, evaluation and export);
+- critic: ``[voxels(N), label(1)] -> hidden widths (N, N, N) -> 1``, ReLU hidden layers,
+  linear output (:func:`critic`);
+- He-uniform initial weights, zero biases; noise ~ N(0.5, 0.5).
 
-Why the critic step is written out by hand
-------------------------------------------
+The critic's loss gradient exists twice. :func:`reference_critic_gradients` is the
+published algorithm as written: the loss ``mean D(fake) - mean D(real) + GP`` and its
+gradient by automatic differentiation (``tf.GradientTape``, nested for the penalty). It is
+the reference every variant is tested against. :func:`critic_gradients` computes the same
+numbers in closed form, faster (below); the trainer uses it where
+:func:`supports_fast_critic` says it applies (``fast_critic: auto``), and a test checks it
+against the reference on each supported architecture.
+
+Why the fast critic step is written out by hand
+-----------------------------------------------
 A critic step needs the weight gradient of ``mean D(fake) - mean D(real) + GP``, where GP
 itself contains the input gradient of D. Automatic differentiation of that nested gradient
 back-propagates a zero "gradient of the ReLU masks" through the whole forward pass and runs
@@ -62,64 +71,53 @@ pack ran at 14 it/s against 21 it/s alone.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
-from .hparams import (  # noqa: F401  (re-exported: model.LATENT_DIM etc.)
-    BATCH_SIZE,
-    BETA1,
-    BETA2,
-    CRITIC_DEPTH,
-    CRITIC_STEPS,
-    EPSILON,
-    GENERATOR_HIDDEN,
-    GP_LAMBDA,
-    LATENT_DIM,
-    LEARNING_RATE,
-    NOISE_MEAN,
-    NOISE_STD,
-)
+from .hparams import HParams
+
+#: Momentum of the batch-normalisation moving averages (Keras' default).
+BN_MOMENTUM = 0.99
+BN_EPSILON = 1e-3
 
 
-@dataclass(frozen=True)
-class GanShape:
-    """Sizes of one GAN (or of each GAN in a pack).
-
-    Parameters
-    ----------
-    n_voxels : int
-        Number of voxels N (368 for e/gamma, 533 for pions).
-    pack : int
-        Number of GANs trained together; 0 means a single GAN without the pack axis.
-    """
-
-    n_voxels: int
-    pack: int = 0
-
-    @property
-    def prefix(self) -> tuple[int, ...]:
-        """Leading shape of every parameter: ``(K,)`` for a pack, ``()`` otherwise."""
-        return (self.pack,) if self.pack else ()
-
-    def generator_layers(self) -> list[tuple[int, int]]:
-        """(fan_in, fan_out) of each generator layer."""
-        sizes = [LATENT_DIM + 1, *GENERATOR_HIDDEN, self.n_voxels]
-        return list(zip(sizes[:-1], sizes[1:]))
+def generator_sizes(hp: HParams, n_voxels: int) -> list[tuple[int, int]]:
+    """(fan_in, fan_out) of each generator layer: [noise, label] -> hidden -> N voxels."""
+    sizes = [hp.latent_dim + 1, *hp.generator, n_voxels]
+    return list(zip(sizes[:-1], sizes[1:]))
 
 
-def generator_names() -> list[str]:
-    """Parameter names of the generator, in layer order (w0, b0, w1, b1, ...)."""
-    return [f"g_{kind}{i}" for i in range(len(GENERATOR_HIDDEN) + 1) for kind in ("w", "b")]
+def critic_sizes(hp: HParams, n_voxels: int) -> list[tuple[int, int]]:
+    """(fan_in, fan_out) of each critic layer (the label row of the first not counted)."""
+    sizes = [n_voxels, *hp.critic_widths(n_voxels), 1]
+    return list(zip(sizes[:-1], sizes[1:]))
 
 
-def critic_names() -> list[str]:
+def generator_names(hp: HParams) -> list[str]:
+    """Trainable generator parameters, in layer order (w0, b0, [gamma0, beta0,] w1, ...)."""
+    kinds = ("w", "b", "gamma", "beta") if hp.batch_norm else ("w", "b")
+    return [f"g_{kind}{i}" for i in range(len(hp.generator) + 1) for kind in kinds]
+
+
+def generator_statistics(hp: HParams) -> list[str]:
+    """Batch-normalisation moving means and variances (not trained, used by inference)."""
+    if not hp.batch_norm:
+        return []
+    return [f"g_{kind}{i}" for i in range(len(hp.generator) + 1) for kind in ("mean", "var")]
+
+
+def critic_names(hp: HParams) -> list[str]:
     """Parameter names of the critic; ``d_c0`` is the label row of the first layer."""
     names = ["d_w0", "d_c0", "d_b0"]
-    for i in range(1, CRITIC_DEPTH + 1):
+    for i in range(1, len(hp.critic) + 1):
         names += [f"d_w{i}", f"d_b{i}"]
     return names
+
+
+def _depth(params: Mapping[str, tf.Tensor]) -> int:
+    """Number of hidden critic layers of ``params``."""
+    return sum(1 for name in params if name.startswith("d_w")) - 1
 
 
 def _he_uniform(rng: np.random.Generator, fan_in: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -127,36 +125,51 @@ def _he_uniform(rng: np.random.Generator, fan_in: int, shape: tuple[int, ...]) -
     return rng.uniform(-limit, limit, size=shape).astype(np.float32)
 
 
-def initial_parameters(n_voxels: int, seed: int) -> dict[str, np.ndarray]:
+def initial_parameters(hp: HParams, n_voxels: int, seed: int) -> dict[str, np.ndarray]:
     """He-uniform weights and zero biases for one GAN, reproducible from ``seed``.
 
-    Parameters
-    ----------
-    n_voxels : int
-        Number of voxels N.
-    seed : int
-        Seed of the numpy generator; the same seed gives the same GAN, packed or not.
+    Batch normalisation starts as the identity (gamma 1, beta 0, moving mean 0, variance 1).
 
     Returns
     -------
     dict of str to numpy.ndarray
-        Weights ``(fan_in, fan_out)`` and biases ``(1, fan_out)``, float32.
+        Weights ``(fan_in, fan_out)`` and vectors ``(1, fan_out)``, float32.
     """
     rng = np.random.default_rng(seed)
     params: dict[str, np.ndarray] = {}
-    for i, (fan_in, fan_out) in enumerate(GanShape(n_voxels).generator_layers()):
+    for i, (fan_in, fan_out) in enumerate(generator_sizes(hp, n_voxels)):
         params[f"g_w{i}"] = _he_uniform(rng, fan_in, (fan_in, fan_out))
         params[f"g_b{i}"] = np.zeros((1, fan_out), np.float32)
-    n = n_voxels
+        if hp.batch_norm:
+            params[f"g_gamma{i}"] = np.ones((1, fan_out), np.float32)
+            params[f"g_beta{i}"] = np.zeros((1, fan_out), np.float32)
+            params[f"g_mean{i}"] = np.zeros((1, fan_out), np.float32)
+            params[f"g_var{i}"] = np.ones((1, fan_out), np.float32)
+    layers = critic_sizes(hp, n_voxels)
     # The first critic layer sees N voxels plus the label: one He-uniform matrix, split.
-    first = _he_uniform(rng, n + 1, (n + 1, n))
-    params["d_w0"], params["d_c0"] = first[:n], first[n:]
-    params["d_b0"] = np.zeros((1, n), np.float32)
-    for i in range(1, CRITIC_DEPTH + 1):
-        fan_out = n if i < CRITIC_DEPTH else 1
-        params[f"d_w{i}"] = _he_uniform(rng, n, (n, fan_out))
+    fan_in, fan_out = layers[0]
+    first = _he_uniform(rng, fan_in + 1, (fan_in + 1, fan_out))
+    params["d_w0"], params["d_c0"] = first[:fan_in], first[fan_in:]
+    params["d_b0"] = np.zeros((1, fan_out), np.float32)
+    for i, (fan_in, fan_out) in enumerate(layers[1:], start=1):
+        params[f"d_w{i}"] = _he_uniform(rng, fan_in, (fan_in, fan_out))
         params[f"d_b{i}"] = np.zeros((1, fan_out), np.float32)
     return params
+
+
+def match_output_layer(
+    params: dict[str, np.ndarray], hp: HParams, mean_shower: np.ndarray, scale: float = 0.1
+) -> None:
+    """``output_init: data``: start the generator at the mean normalised shower.
+
+    The output layer's weights are scaled by ``scale`` and its bias set to the activation's
+    inverse of ``mean_shower`` (ReLU: itself; swish, near 0: twice it), so the untrained
+    generator's voxels sit at the data's means with small fluctuations.
+    """
+    last = len(hp.generator)
+    params[f"g_w{last}"] = (params[f"g_w{last}"] * scale).astype(np.float32)
+    factor = 1.0 if hp.activation == "relu" else 2.0
+    params[f"g_b{last}"] = (factor * mean_shower.reshape(1, -1)).astype(np.float32)
 
 
 def stack_parameters(per_gan: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -168,33 +181,54 @@ def generate(
     params: Mapping[str, tf.Tensor],
     noise: tf.Tensor,
     label: tf.Tensor,
+    hp: HParams,
     compute: tf.DType = tf.float32,
+    moments: dict[str, tf.Tensor] | None = None,
 ) -> tf.Tensor:
     """Generator forward pass: normalised voxel energies for ``noise`` and ``label``.
+
+    The one forward pass of the generator: training, evaluation and both exports use it.
+    Each layer is ``act(BN(x W + b))`` (BN only with ``hp.batch_norm``), the output layer
+    included, so a ReLU generator never emits a negative energy.
 
     Parameters
     ----------
     params : mapping of str to tf.Tensor
-        Generator parameters (``g_w*``, ``g_b*``), packed or not.
+        Generator parameters (``g_*``), packed or not.
     noise : tf.Tensor
-        ``(..., B, 50)`` latent vectors.
+        ``(..., B, latent_dim)`` latent vectors.
     label : tf.Tensor
-        ``(..., B, 1)`` conditions Ekin / Ekin_max.
+        ``(..., B, 1)`` conditioning labels.
+    hp : HParams
+        Architecture (widths come from the parameters' shapes).
     compute : tf.DType
         Precision of the matrix-product operands (see :func:`_mm`).
+    moments : dict, optional
+        Training mode: batch normalisation uses the batch's mean and variance and stores
+        them here (``g_mean{i}``, ``g_var{i}``) for the moving averages. Without it
+        (inference) the moving averages are used.
 
     Returns
     -------
     tf.Tensor
-        ``(..., B, N)`` voxel energies divided by Ekin.
+        ``(..., B, N)`` normalised voxel energies.
     """
     h = tf.concat([noise, label], axis=-1)
-    for i in range(len(GENERATOR_HIDDEN) + 1):
-        h = tf.nn.relu(_bias_add(_mm(h, params[f"g_w{i}"], compute), params[f"g_b{i}"]))
+    for i in range(len(hp.generator) + 1):
+        h = _bias_add(_mm(h, params[f"g_w{i}"], compute), params[f"g_b{i}"])
+        if hp.batch_norm:
+            if moments is not None:
+                mean, var = tf.nn.moments(h, axes=[-2], keepdims=True)
+                moments[f"g_mean{i}"], moments[f"g_var{i}"] = mean, var
+            else:
+                mean, var = params[f"g_mean{i}"], params[f"g_var{i}"]
+            h = (h - mean) * tf.math.rsqrt(var + BN_EPSILON) * params[f"g_gamma{i}"]
+            h = h + params[f"g_beta{i}"]
+        h = tf.nn.relu(h) if hp.activation == "relu" else tf.nn.silu(h)
     return h
 
 
-@tf.custom_gradient
+@tf.custom_gradient  # type: ignore[untyped-decorator]
 def _bias_add(x: tf.Tensor, bias: tf.Tensor):  # type: ignore[no-untyped-def]
     """``x + bias`` whose bias gradient does not depend on where a packed slice starts.
 
@@ -224,10 +258,11 @@ def critic(
     both cores work on a pass that has nothing else beside it (the generator step's).
     """
     mm = _mm_halves if split else _mm
+    depth = _depth(params)
     h = tf.nn.relu(mm(x, params["d_w0"], compute) + label * params["d_c0"] + params["d_b0"])
-    for i in range(1, CRITIC_DEPTH):
+    for i in range(1, depth):
         h = tf.nn.relu(mm(h, params[f"d_w{i}"], compute) + params[f"d_b{i}"])
-    out: tf.Tensor = tf.matmul(h, params[f"d_w{CRITIC_DEPTH}"]) + params[f"d_b{CRITIC_DEPTH}"]
+    out: tf.Tensor = tf.matmul(h, params[f"d_w{depth}"]) + params[f"d_b{depth}"]
     return out
 
 
@@ -321,7 +356,7 @@ def critic_gradients(
     fake: tf.Tensor,
     label: tf.Tensor,
     alpha: tf.Tensor,
-    gp_lambda: float = GP_LAMBDA,
+    gp_lambda: float,
     compute: tf.DType = tf.float32,
 ) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
     """Weight gradients of the WGAN-GP critic loss, in closed form (see module docstring).
@@ -352,7 +387,7 @@ def critic_gradients(
         ``loss`` (critic loss), ``gp`` (penalty) and ``wdist`` (mean D(real) - mean D(fake)),
         each of shape ``(...)``.
     """
-    depth = CRITIC_DEPTH
+    depth = _depth(params)
     chain, rest = _Lanes.CHAIN, _Lanes.REST
     lanes = _Lanes(compute)
     inv_b = 1.0 / tf.cast(tf.shape(real)[-2], real.dtype)
@@ -413,7 +448,8 @@ def critic_gradients(
             # Top layer: a_int = m * w_out^T, so e^T a_int = (e^T m) w_out^T, and the
             # penalty's output-layer gradient sum_rows(m * (e W)) is the column sum of
             # W * (e^T m): one product serves both.
-            e_m = lanes.mm(lanes.emptier(), e, _masked(tf.ones_like(e), top[2]), transpose_a=True)
+            mask = _masked(tf.ones_like(top[2]), top[2])
+            e_m = lanes.mm(lanes.emptier(), e, mask, transpose_a=True)
             part_int = e_m * tf.linalg.matrix_transpose(w_out)
             top_gp = tf.reduce_sum(w * e_m, axis=-2, keepdims=True)
         part_real = lanes.mm(lanes.emptier(), left[0], a[i][0], transpose_a=True)
@@ -430,29 +466,46 @@ def critic_gradients(
     return grads, metrics
 
 
+def supports_fast_critic(hp: HParams) -> bool:
+    """True when :func:`critic_gradients` computes this critic's gradients.
+
+    The closed form needs a ReLU critic (the only critic here) with at least two hidden
+    layers: the penalty's last reverse product is folded into the top layer's gradient.
+    """
+    return len(hp.critic) >= 2
+
+
 def reference_critic_gradients(
-    params: Mapping[str, tf.Variable],
+    params: Mapping[str, tf.Tensor],
     real: tf.Tensor,
     fake: tf.Tensor,
     label: tf.Tensor,
     alpha: tf.Tensor,
-    gp_lambda: float = GP_LAMBDA,
-) -> dict[str, tf.Tensor]:
-    """The same gradients by nested automatic differentiation (for tests and benchmarks)."""
-    names = critic_names()
+    gp_lambda: float,
+    compute: tf.DType = tf.float32,
+) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+    """The WGAN-GP critic loss and its weight gradients by automatic differentiation.
+
+    The published algorithm as written: ``loss = mean D(fake) - mean D(real) + GP`` with
+    ``GP = lambda * mean (|grad_x D(x_hat)| - 1)^2`` at ``x_hat = alpha real + (1 - alpha)
+    fake``; the gradient of the loss by a second (outer) tape. Same arguments and
+    results as :func:`critic_gradients`, for any critic.
+    """
+    names = [n for n in params if n.startswith("d_")]
+    watched = {n: tf.convert_to_tensor(params[n]) for n in names}
     with tf.GradientTape() as outer:
+        outer.watch(list(watched.values()))
         x_hat = alpha * real + (1.0 - alpha) * fake
         with tf.GradientTape() as inner:
             inner.watch(x_hat)
-            d_hat = tf.reduce_sum(critic(params, x_hat, label))
+            d_hat = tf.reduce_sum(critic(watched, x_hat, label, compute))
         grad_x = inner.gradient(d_hat, x_hat)
         norm = tf.sqrt(tf.reduce_sum(tf.square(grad_x), axis=-1) + 1e-12)
         gp = gp_lambda * tf.reduce_mean(tf.square(norm - 1.0), axis=-1)
-        loss = (
-            tf.reduce_mean(critic(params, fake, label), axis=[-2, -1])
-            - tf.reduce_mean(critic(params, real, label), axis=[-2, -1])
-            + gp
-        )
-        total = tf.reduce_sum(loss)
-    grads = outer.gradient(total, [params[n] for n in names])
-    return dict(zip(names, grads))
+        d_real = tf.reduce_mean(critic(watched, real, label, compute), axis=[-2, -1])
+        d_fake = tf.reduce_mean(critic(watched, fake, label, compute), axis=[-2, -1])
+        loss = d_fake - d_real + gp
+        total = tf.reduce_sum(loss)  # the GANs of a pack are independent: sum their losses
+    grads = outer.gradient(total, [watched[n] for n in names])
+    metrics = {"loss": loss, "gp": gp, "wdist": d_real - d_fake}
+    return dict(zip(names, grads)), metrics

@@ -2,14 +2,14 @@
 
 - FastCaloGAN CSV: one file per energy point,
   ``pid{pid}/eta_{min}_{max}/pid{pid}_E{p}_eta_{min}_{max}_voxalisation.csv``, no header,
-  one shower per row, voxel energies in MeV.
+  one shower per row, voxel energies in MeV; either N voxel columns (the public layout) or
+  ``phiMod, eta`` then the N voxels (the ATLAS-internal one), detected per file.
 - CaloChallenge dataset 1 HDF5: ``incident_energies`` (N, 1) and ``showers`` (N, voxels), MeV;
   energy points are the distinct incident energies.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .hparams import HParams, energy_label, voxel_scale
 from .layout import Particle, csv_path, eta_bounds
 
 
@@ -38,38 +39,97 @@ class ShowerSet:
     momenta: list[int]
     showers: list[np.ndarray]
 
-    def training_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """Showers divided by Ekin and labels Ekin / Ekin_max, all points stacked."""
+    def split(self, holdout: float, seed: int) -> tuple[ShowerSet, ShowerSet]:
+        """(training, held-out) showers: per energy point a random ``holdout`` fraction,
+        at least one shower, kept apart (the same split for the same ``seed``)."""
+        train, held = [], []
+        for p, x in zip(self.momenta, self.showers):
+            order = np.random.default_rng([seed, p]).permutation(len(x))
+            n_held = min(max(1, round(holdout * len(x))), len(x) - 1) if holdout > 0 else 0
+            held.append(x[np.sort(order[:n_held])])
+            train.append(x[np.sort(order[n_held:])])
+        return (
+            ShowerSet(self.particle, list(self.momenta), train),
+            ShowerSet(self.particle, list(self.momenta), held),
+        )
+
+    def label(self, momentum: int, hp: HParams) -> float:
+        """Conditioning label of an energy point (over the particle's whole energy range)."""
+        part = self.particle
+        ekins = [part.ekin(p) for p in part.momenta()]
+        return energy_label(hp.label, part.ekin(momentum), min(ekins), max(ekins))
+
+    def scale(self, momentum: int, hp: HParams) -> float:
+        """What the voxel energies (MeV) of an energy point are divided by."""
+        part = self.particle
+        all_momenta = part.momenta()
+        mid = part.ekin(all_momenta[len(all_momenta) // 2])
+        return voxel_scale(hp.voxel_normalisation, part.ekin(momentum), mid)
+
+    def training_arrays(self, hp: HParams) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised showers and their labels, all energy points stacked."""
         xs, ys = [], []
         for p, x in zip(self.momenta, self.showers):
-            ekin = self.particle.ekin(p)
-            xs.append((x / ekin).astype(np.float32))
-            ys.append(np.full((len(x), 1), ekin / self.particle.ekin_max, np.float32))
+            xs.append((x / self.scale(p, hp)).astype(np.float32))
+            ys.append(np.full((len(x), 1), self.label(p, hp), np.float32))
         return np.concatenate(xs), np.concatenate(ys)
 
 
+#: The CSV layouts, tried in this order on each file: (name, leading non-voxel columns).
+CSV_LAYOUTS = (("N voxels", 0), ("phiMod, eta + N voxels", 2))
+
+
 def _parse_csv(path: Path, n_voxels: int) -> np.ndarray:
-    """One CSV file as ``(rows, n_voxels)`` float32, or a DataError saying where it is bad."""
+    """One CSV file as ``(rows, n_voxels)`` float32, or a DataError saying where it is bad.
+
+    The layout (:data:`CSV_LAYOUTS`) is detected from the first row and every other row
+    must have as many values; ``phiMod`` and ``eta`` are dropped.
+    """
     try:
         text = path.read_text()
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror}") from exc
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    lines = [(number, ln) for number, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
     if not lines:
         raise DataError(f"{path}: empty file (no showers)")
-    for row, line in enumerate(lines, start=1):
-        n = line.count(",") + 1
-        if n != n_voxels:
+    first_line, first = lines[0]
+    width = first.count(",") + 1
+    skip = next((lead for _, lead in CSV_LAYOUTS if width == n_voxels + lead), None)
+    if skip is None:
+        tried = ", ".join(f"{name} ({n_voxels + lead} values)" for name, lead in CSV_LAYOUTS)
+        raise DataError(
+            f"{path}: line {first_line} has {width} values, no known layout (tried: {tried})"
+        )
+    rows = []
+    for number, line in lines:
+        values = line.split(",")
+        if len(values) != width:
             raise DataError(
-                f"{path}: row {row} has {n} values, expected {n_voxels} voxels "
-                "(ragged rows or wrong particle)"
+                f"{path}: line {number} has {len(values)} values, expected {width} "
+                f"like line {first_line} (ragged rows)"
             )
-    try:
-        data = np.loadtxt(io.StringIO("\n".join(lines)), delimiter=",", dtype=np.float64, ndmin=2)
-    except ValueError as exc:
-        raise DataError(f"{path}: not numeric: {exc}") from exc
-    _check_finite(data, str(path))
+        try:
+            rows.append([float(v) for v in values[skip:]])
+        except ValueError:
+            bad = next(v for v in values[skip:] if not _is_number(v))
+            raise DataError(f"{path}: line {number}: not a number: {bad.strip()!r}") from None
+    data = np.asarray(rows, dtype=np.float64)
+    non_finite = ~np.isfinite(data)
+    if non_finite.any():
+        row, col = (int(i) for i in np.argwhere(non_finite)[0])
+        raise DataError(
+            f"{path}: line {lines[row][0]}: voxel {col} is {data[row, col]} "
+            f"({int(non_finite.sum())} non-finite values in the file)"
+        )
     return data.astype(np.float32)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_finite(data: np.ndarray, where: str) -> None:

@@ -9,13 +9,15 @@ from typing import Any
 from . import checkpoint
 from .errors import DataError
 from .evaluate import evaluate
-from .export import export_framework_free, export_saved_model
+from .export import export_framework_free, export_onnx, export_saved_model, provenance
 from .plots import plot_chi2_history, plot_total_energy
 from .readers import ShowerSet
 from .spec import TrainConfig
 
 
-def select_and_export(cfg: TrainConfig, eta_slice: int, data: ShowerSet) -> dict[str, Any]:
+def select_and_export(
+    cfg: TrainConfig, eta_slice: int, data: ShowerSet, train_set: ShowerSet
+) -> dict[str, Any]:
     """Score every generator snapshot of one GAN, export the best, plot; return the summary.
 
     Parameters
@@ -25,7 +27,9 @@ def select_and_export(cfg: TrainConfig, eta_slice: int, data: ShowerSet) -> dict
     eta_slice : int
         Which GAN of the task.
     data : ShowerSet
-        Its reference showers.
+        Its held-out reference showers (never trained on): the selection looks only at them.
+    train_set : ShowerSet
+        Its training showers (only their checksum goes into the exports' provenance).
 
     Returns
     -------
@@ -42,7 +46,7 @@ def select_and_export(cfg: TrainConfig, eta_slice: int, data: ShowerSet) -> dict
         except ValueError as exc:
             print(f"warning: skipping {exc}", flush=True)
             continue
-        scored.append((snap.iteration, evaluate(snap.arrays, data, cfg.eval_events), snap))
+        scored.append((snap.iteration, evaluate(snap.arrays, cfg.hp, data, cfg.eval_events), snap))
     if not scored:
         raise DataError(f"{gan_dir}: no generator snapshot to select from")
     best_it, best_ev, best = min(scored, key=lambda x: (x[1].chi2_ndf, x[0]))
@@ -58,10 +62,20 @@ def select_and_export(cfg: TrainConfig, eta_slice: int, data: ShowerSet) -> dict
         "ekin_max": cfg.particle.ekin_max,
         "n_voxels": cfg.particle.n_voxels,
         "momenta": list(data.momenta),
+        "labels": [data.label(p, cfg.hp) for p in data.momenta],
+        "voxel_scales": [data.scale(p, cfg.hp) for p in data.momenta],
+        "hparams": cfg.hp.as_json(),
     }
+    info["provenance"] = provenance(train_set.showers, cfg.image_digest)
     export_dir = gan_dir / "export"
-    export_framework_free(best.arrays, export_dir, info)
-    export_saved_model(best.arrays, export_dir / "saved_model")
+    export_saved_model(best.arrays, cfg.hp, export_dir / "saved_model")
+    try:
+        onnx_check: dict[str, Any] = export_onnx(best.arrays, cfg.hp, export_dir, info)
+    except ImportError as exc:  # an image without onnx/tf2onnx/onnxruntime: say so, go on
+        onnx_check = {"skipped": f"ONNX export needs {exc.name}", "max_abs_diff": float("nan")}
+        print(f"warning: no generator.onnx: {onnx_check['skipped']}", flush=True)
+    info["onnx"] = {k: v for k, v in onnx_check.items() if k != "path"}
+    export_framework_free(best.arrays, cfg.hp, export_dir, info)
     plot_total_energy(
         best_ev,
         gan_dir / "plots" / "total_energy.png",
@@ -87,7 +101,8 @@ def select_and_export(cfg: TrainConfig, eta_slice: int, data: ShowerSet) -> dict
     }
     checkpoint.write_atomic(gan_dir / "selection.json", json.dumps(summary, indent=1).encode())
     print(
-        f"selected {name}: iteration {best_it}, chi2/ndf {best_ev.chi2_ndf:.4g} -> {export_dir}",
+        f"selected {name}: iteration {best_it}, chi2/ndf {best_ev.chi2_ndf:.4g} -> {export_dir}"
+        f" (ONNX against TensorFlow: max abs diff {onnx_check['max_abs_diff']:.3g})",
         flush=True,
     )
     return summary

@@ -18,25 +18,46 @@ dataset            synthetic  synthetic | csv | calochallenge
 data               null       CSV root or HDF5 file; relative: inside the input ``data``
 events_per_energy  1000       synthetic showers per energy point
 energies           null       subset of momentum exponents k (p = 2**k MeV), e.g. [8, 12]
-batch_size         128        showers per batch
+holdout            0.2        fraction of each energy point's showers kept out of training:
+                              checkpoints are scored, selected and validated on them only
+binning            null       a BoloGAN-style binning.xml (relative: inside the input ``data``):
+                              voxel layout and hyperparameters of the particle's |eta|
+                              region; particles beyond photon, electron, pion come from it
+energy_range       null       name of the binning.xml energy range whose hyperparameters apply
+fast_critic        auto       closed-form critic gradient: auto (where it applies), on, off
+                              (off: the reference, automatic differentiation)
+=================  =========  ==============================================================
+
+GAN hyperparameters (``hparams.HParams``; unset: the published value for the particle):
+latent_dim, generator (hidden widths, e.g. ``50:100:200``), critic (hidden widths, ``N`` for
+the voxel count, e.g. ``N:N:N``), activation (relu | swish), batch_norm, lr_generator,
+lr_critic, beta1, beta2, gp_lambda, critic_steps, batch_size, label (logE | maxE),
+voxel_normalisation (normE | midE | logE).
+
+=================  =========  ==============================================================
+name               default    meaning
+=================  =========  ==============================================================
 eval_events        1000       showers per energy point for chi2/ndf
 log_every          50         iterations between progress lines
 keep_checkpoints   2          full training states kept (generator snapshots are all kept)
 jit                false      compile the training loop with XLA
 precision          float32    float32 (published) or bfloat16 matrix-product operands
 select             true       after training: choose the best checkpoint, export, plot
+validate           true       then: CaloChallenge-style metrics on held-out showers
 =================  =========  ==============================================================
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import hparams
+from .binning import read_binning
 from .errors import ConfigError
-from .hparams import LAYOUTS, PRECISIONS
+from .hparams import FAST_CRITIC, LAYOUTS, PRECISIONS, HParams
 from .layout import K_MAX, N_SLICES, Particle, particle
 
 _DEFAULTS: dict[str, Any] = {
@@ -49,13 +70,17 @@ _DEFAULTS: dict[str, Any] = {
     "data": None,
     "events_per_energy": 1000,
     "energies": None,
-    "batch_size": 128,
+    "fast_critic": "auto",
+    "binning": None,
+    "holdout": 0.2,
+    "energy_range": None,
     "eval_events": 1000,
     "log_every": 50,
     "keep_checkpoints": 2,
     "jit": False,
     "precision": "float32",
     "select": True,
+    "validate": True,
 }
 _REQUIRED = ("particle", "eta_slice")
 _DATASETS = ("synthetic", "csv", "calochallenge")
@@ -76,15 +101,19 @@ class TrainConfig:
     data: Path | None
     events_per_energy: int
     momenta: tuple[int, ...]
-    batch_size: int
+    hp: HParams
+    fast_critic: str
+    holdout: float
     eval_events: int
     log_every: int
     keep_checkpoints: int
     jit: bool
     precision: str
     select: bool
+    validate: bool
     out_dir: Path
     gpus: int
+    image_digest: str | None = None
 
     @property
     def packed(self) -> bool:
@@ -114,6 +143,13 @@ def _int(params: dict[str, Any], key: str, lo: int, hi: int | None = None) -> in
     return value
 
 
+def _fraction(params: dict[str, Any], key: str) -> float:
+    value = params[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(f"params.{key}: expected a fraction in [0, 1), got {value!r}")
+    return float(value)
+
+
 def config_from_params(
     params: dict[str, Any], out_dir: Path, gpus: int = 0, inputs: dict[str, str] | None = None
 ) -> TrainConfig:
@@ -124,18 +160,45 @@ def config_from_params(
     ConfigError
         Unknown or missing keys, wrong types or values; the message names the key.
     """
-    unknown = sorted(set(params) - set(_DEFAULTS) - set(_REQUIRED))
+    known = {*_DEFAULTS, *_REQUIRED, *hparams.names()}
+    unknown = sorted(set(params) - known)
     if unknown:
-        valid = ", ".join(sorted([*_DEFAULTS, *_REQUIRED]))
+        valid = ", ".join(sorted(known))
         raise ConfigError(f"params: unknown {', '.join(unknown)}; valid: {valid}")
     missing = [k for k in _REQUIRED if k not in params]
     if missing:
         raise ConfigError(f"params: missing {', '.join(missing)}")
     p = {**_DEFAULTS, **params}
-    part = particle(str(p["particle"]))
     first = _int(p, "eta_slice", 0, N_SLICES - 1)
+    bound = (inputs or {}).get("data")
+    base = hparams.PUBLISHED_PER_PARTICLE.get(str(p["particle"]), hparams.PUBLISHED)
+    if p["binning"] is not None:
+        xml_path = Path(bound) / p["binning"] if bound else Path(p["binning"])
+        table = read_binning(xml_path)
+        part = table.particle(str(p["particle"]), first)
+        try:
+            base = hparams.updated(base, table.hparams(part.name, first, p["energy_range"]))
+        except ValueError as exc:
+            raise ConfigError(f"{xml_path}: {part.name}: {exc}") from None
+    else:
+        if p["energy_range"] is not None:
+            raise ConfigError("params.energy_range: needs a binning.xml (params.binning)")
+        part = particle(str(p["particle"]))
+    try:
+        hp = hparams.updated(base, {k: v for k, v in params.items() if k in hparams.names()})
+    except ValueError as exc:
+        raise ConfigError(f"params.{exc}") from None
+    if p["fast_critic"] not in FAST_CRITIC:
+        raise ConfigError(
+            f"params.fast_critic: {p['fast_critic']!r}; valid: {', '.join(FAST_CRITIC)}"
+        )
     pack = _int(p, "pack", 1, N_SLICES)
     slices = tuple(range(first, min(first + pack, N_SLICES)))
+    if p["binning"] is not None and table.particle(part.name, slices[-1]) != part:
+        raise ConfigError(
+            f"params.pack: slices {slices[0]}..{slices[-1]} span regions of {xml_path} "
+            "with different voxel layouts; pack slices of one region"
+        )
     if p["dataset"] not in _DATASETS:
         raise ConfigError(f"params.dataset: {p['dataset']!r}; valid: {', '.join(_DATASETS)}")
     momenta = part.momenta()
@@ -151,7 +214,6 @@ def config_from_params(
             )
         momenta = [2**k for k in sorted(set(ks))]
     data = p["data"]
-    bound = (inputs or {}).get("data")
     if p["dataset"] != "synthetic" and bound:  # synthetic data goes to out_dir/data
         # A relative path names a file or directory inside the (bound) input "data".
         data = str(Path(bound) / data) if data is not None else bound
@@ -168,7 +230,7 @@ def config_from_params(
         layout = "batched" if gpus else "interleaved"
     if p["precision"] not in PRECISIONS:
         raise ConfigError(f"params.precision: {p['precision']!r}; valid: {', '.join(PRECISIONS)}")
-    for key in ("jit", "select"):
+    for key in ("jit", "select", "validate"):
         if not isinstance(p[key], bool):
             raise ConfigError(f"params.{key}: expected true or false, got {p[key]!r}")
     return TrainConfig(
@@ -182,13 +244,16 @@ def config_from_params(
         data=Path(data) if data else None,
         events_per_energy=_int(p, "events_per_energy", 1),
         momenta=tuple(momenta),
-        batch_size=_int(p, "batch_size", 1),
+        hp=hp,
+        fast_critic=p["fast_critic"],
+        holdout=_fraction(p, "holdout"),
         eval_events=_int(p, "eval_events", 10),
         log_every=_int(p, "log_every", 1),
         keep_checkpoints=_int(p, "keep_checkpoints", 1),
         jit=p["jit"],
         precision=p["precision"],
         select=p["select"],
+        validate=p["validate"],
         out_dir=out_dir,
         gpus=gpus,
     )
@@ -208,6 +273,8 @@ def load_spec(path: Path) -> TrainConfig:
         raise ConfigError(f"{path}: gpus: expected a non-negative integer, got {gpus!r}")
     inputs = spec.get("inputs") or {}
     try:
-        return config_from_params(spec["params"], Path(out).resolve(), gpus, inputs)
+        cfg = config_from_params(spec["params"], Path(out).resolve(), gpus, inputs)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    digest = spec.get("image_digest")
+    return replace(cfg, image_digest=str(digest)) if digest else cfg

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import hparams, model
+from .hparams import HParams
 
 _STREAMS = 4  # random streams per iteration: data indices, critic noise, alpha, generator noise
 _METRICS = ("d_loss", "gp", "wdist", "g_loss")
@@ -46,8 +47,8 @@ def _loop(
         return i + 1, iteration()
 
     start = tf.constant(0, tf.int64)
-    _, metrics = tf.while_loop(lambda i, _: i < iterations, body, (start, metrics))
-    return metrics
+    _, out = tf.while_loop(lambda i, _: i < iterations, body, (start, metrics))
+    return dict(out)
 
 
 class WganTrainer:
@@ -61,8 +62,12 @@ class WganTrainer:
         Per GAN, the key of its random streams and initial weights.
     packed : bool
         Train the GANs as one batched model with a leading pack axis (any K >= 1).
-    batch_size : int
-        Showers per critic or generator batch.
+    hp : HParams
+        Architecture and optimiser settings.
+    fast_critic : str
+        ``auto`` (the closed-form critic gradient wherever ``model.supports_fast_critic``),
+        ``on`` (required: an error where it does not apply) or ``off`` (the reference,
+        automatic differentiation of the loss as written).
     jit : bool
         Compile the loop with XLA.
     precision : str
@@ -75,7 +80,8 @@ class WganTrainer:
         datasets: Sequence[tuple[np.ndarray, np.ndarray]],
         keys: Sequence[int],
         packed: bool = False,
-        batch_size: int = hparams.BATCH_SIZE,
+        hp: HParams = hparams.PUBLISHED,
+        fast_critic: str = "auto",
         jit: bool = False,
         precision: str = "float32",
     ) -> None:
@@ -86,14 +92,27 @@ class WganTrainer:
         if precision not in hparams.PRECISIONS:
             valid = ", ".join(hparams.PRECISIONS)
             raise ValueError(f"precision {precision!r}; valid: {valid}")
+        if fast_critic not in hparams.FAST_CRITIC:
+            valid = ", ".join(hparams.FAST_CRITIC)
+            raise ValueError(f"fast_critic {fast_critic!r}; valid: {valid}")
+        supported = model.supports_fast_critic(hp)
+        if fast_critic == "on" and not supported:
+            raise ValueError(
+                f"fast_critic on: the closed form needs >= 2 critic layers, not {hp.critic}"
+            )
+        self.fast = supported and fast_critic != "off"
+        self.hp = hp
         self.compute = tf.as_dtype(precision)
         self.n_voxels = int(datasets[0][0].shape[1])
         self.packed = packed
-        self.batch_size = batch_size
+        self.batch_size = hp.batch_size
         self.keys = [int(k) for k in keys]
         self._x = [tf.constant(x, tf.float32) for x, _ in datasets]
         self._y = [tf.constant(y, tf.float32) for _, y in datasets]
-        init = [model.initial_parameters(self.n_voxels, k) for k in self.keys]
+        init = [model.initial_parameters(hp, self.n_voxels, k) for k in self.keys]
+        if hp.output_init == "data":
+            for values, (x, _) in zip(init, datasets):
+                model.match_output_layer(values, hp, np.mean(x, axis=0))
         values = model.stack_parameters(init) if packed else init[0]
         self.params = {n: tf.Variable(v, name=n) for n, v in values.items()}
         self.slots = {
@@ -125,7 +144,8 @@ class WganTrainer:
 
     def generator_parameters(self) -> dict[str, np.ndarray]:
         """The generator weights and biases as numpy."""
-        return {n: self.params[n].numpy() for n in model.generator_names()}
+        names = model.generator_names(self.hp) + model.generator_statistics(self.hp)
+        return {n: self.params[n].numpy() for n in names}
 
     # ---- training ----------------------------------------------------------------------
     def train(self, iterations: int) -> dict[str, np.ndarray]:
@@ -138,7 +158,8 @@ class WganTrainer:
 
     def _draw(self) -> tuple[tf.Tensor, ...]:
         """Real batch, labels, critic noise, alpha and generator noise of this iteration."""
-        n_crit = hparams.CRITIC_STEPS * self.batch_size
+        n_crit = self.hp.critic_steps * self.batch_size
+        latent, mean, std = self.hp.latent_dim, hparams.NOISE_MEAN, hparams.NOISE_STD
         base = self.iteration * _STREAMS
         draws: list[list[tf.Tensor]] = [[], [], [], [], []]
         for k, key in enumerate(self.keys):
@@ -149,28 +170,21 @@ class WganTrainer:
             )
             draws[0].append(tf.gather(self._x[k], idx))
             draws[1].append(tf.gather(self._y[k], idx))
-            draws[2].append(
-                tf.random.stateless_normal(
-                    [n_crit, hparams.LATENT_DIM], seeds[1], hparams.NOISE_MEAN, hparams.NOISE_STD
-                )
-            )
+            draws[2].append(tf.random.stateless_normal([n_crit, latent], seeds[1], mean, std))
             draws[3].append(tf.random.stateless_uniform([n_crit, 1], seeds[2]))
             draws[4].append(
-                tf.random.stateless_normal(
-                    [self.batch_size, hparams.LATENT_DIM],
-                    seeds[3],
-                    hparams.NOISE_MEAN,
-                    hparams.NOISE_STD,
-                )
+                tf.random.stateless_normal([self.batch_size, latent], seeds[3], mean, std)
             )
         if self.packed:
             return tuple(tf.stack(d) for d in draws)
         return tuple(d[0] for d in draws)
 
-    def _adam(self, names: Sequence[str], grads: Mapping[str, tf.Tensor], t: tf.Tensor) -> None:
+    def _adam(
+        self, names: Sequence[str], grads: Mapping[str, tf.Tensor], t: tf.Tensor, lr: float
+    ) -> None:
         t_f = tf.cast(t, tf.float32)
-        b1p = tf.pow(tf.constant(hparams.BETA1, tf.float32), t_f)
-        b2p = tf.pow(tf.constant(hparams.BETA2, tf.float32), t_f)
+        b1p = tf.pow(tf.constant(self.hp.beta1, tf.float32), t_f)
+        b2p = tf.pow(tf.constant(self.hp.beta2, tf.float32), t_f)
         for n in names:
             tf.raw_ops.ResourceApplyAdam(
                 var=self.params[n].handle,
@@ -178,45 +192,62 @@ class WganTrainer:
                 v=self.slots[f"v/{n}"].handle,
                 beta1_power=b1p,
                 beta2_power=b2p,
-                lr=tf.constant(hparams.LEARNING_RATE, tf.float32),
-                beta1=tf.constant(hparams.BETA1, tf.float32),
-                beta2=tf.constant(hparams.BETA2, tf.float32),
+                lr=tf.constant(lr, tf.float32),
+                beta1=tf.constant(self.hp.beta1, tf.float32),
+                beta2=tf.constant(self.hp.beta2, tf.float32),
                 epsilon=tf.constant(hparams.EPSILON, tf.float32),
                 grad=grads[n],
             )
 
     def _iteration(self) -> dict[str, tf.Tensor]:
-        b = self.batch_size
+        """One WGAN-GP iteration: ``critic_steps`` critic updates, then one generator update."""
+        hp, b = self.hp, self.batch_size
         real, label, noise, alpha, g_noise = self._draw()
-        g_names, d_names = model.generator_names(), model.critic_names()
-        g_params = {n: self.params[n].read_value() for n in g_names}
-        # The generator is fixed during the critic steps: one pass makes all 5 fake batches.
-        fake = model.generate(g_params, noise, label, self.compute)
+        g_names, d_names = model.generator_names(hp), model.critic_names(hp)
+        critic_gradients = model.critic_gradients if self.fast else model.reference_critic_gradients
+        g_params = {n: self.params[n].read_value() for n in self.params if n.startswith("g_")}
+        # The generator is fixed during the critic steps. Without batch normalisation its
+        # rows are independent, so one pass makes all the fake batches; with it, each
+        # batch is normalised by its own statistics, as a step of its own would be.
+        if not hp.batch_norm:
+            fake = model.generate(g_params, noise, label, hp, self.compute)
         metrics: dict[str, tf.Tensor] = {}
-        for s in range(hparams.CRITIC_STEPS):
+        for s in range(hp.critic_steps):
             rows = slice(s * b, (s + 1) * b)
+            if hp.batch_norm:
+                batch = model.generate(
+                    g_params, noise[..., rows, :], label[..., rows, :], hp, self.compute, {}
+                )
+            else:
+                batch = fake[..., rows, :]
             d_params = {n: self.params[n].read_value() for n in d_names}
-            grads, metrics = model.critic_gradients(
+            grads, metrics = critic_gradients(
                 d_params,
                 real[..., rows, :],
-                fake[..., rows, :],
+                batch,
                 label[..., rows, :],
                 alpha[..., rows, :],
-                compute=self.compute,
+                hp.gp_lambda,
+                self.compute,
             )
             self.d_updates.assign_add(1)
-            self._adam(d_names, grads, self.d_updates)
-        last_label = label[..., (hparams.CRITIC_STEPS - 1) * b :, :]
+            self._adam(d_names, grads, self.d_updates, hp.lr_critic)
+        last_label = label[..., (hp.critic_steps - 1) * b :, :]
         d_params = {n: self.params[n].read_value() for n in d_names}
         g_vars = [self.params[n] for n in g_names]
+        moments: dict[str, tf.Tensor] = {}
         with tf.GradientTape() as tape:
-            fakes = model.generate(self.params, g_noise, last_label, self.compute)
-            scores = model.critic(d_params, fakes, last_label, self.compute, split=True)
+            fakes = model.generate(self.params, g_noise, last_label, hp, self.compute, moments)
+            scores = model.critic(d_params, fakes, last_label, self.compute, split=self.fast)
             g_loss = -tf.reduce_mean(scores, axis=[-2, -1])
             g_total = tf.reduce_sum(g_loss)
         g_grads = tape.gradient(g_total, g_vars)
         self.g_updates.assign_add(1)
-        self._adam(g_names, dict(zip(g_names, g_grads)), self.g_updates)
+        self._adam(g_names, dict(zip(g_names, g_grads)), self.g_updates, hp.lr_generator)
+        for name, value in moments.items():  # batch-normalisation moving averages
+            self.params[name].assign(
+                model.BN_MOMENTUM * self.params[name] + (1.0 - model.BN_MOMENTUM) * value
+            )
         self.iteration.assign_add(1)
         return {
             "d_loss": metrics["loss"],
@@ -246,14 +277,16 @@ class InterleavedTrainer:
         self,
         datasets: Sequence[tuple[np.ndarray, np.ndarray]],
         keys: Sequence[int],
-        batch_size: int = hparams.BATCH_SIZE,
+        hp: HParams = hparams.PUBLISHED,
+        fast_critic: str = "auto",
         jit: bool = False,
         precision: str = "float32",
     ) -> None:
         if len(keys) != len(datasets):
             raise ValueError("one key per dataset")
+        self.hp = hp
         self.gans = [
-            WganTrainer([data], [key], batch_size=batch_size, precision=precision)
+            WganTrainer([data], [key], hp=hp, fast_critic=fast_critic, precision=precision)
             for data, key in zip(datasets, keys)
         ]
         self.keys = [int(k) for k in keys]
@@ -296,7 +329,8 @@ def build_trainer(
     datasets: Sequence[tuple[np.ndarray, np.ndarray]],
     keys: Sequence[int],
     layout: str = "batched",
-    batch_size: int = hparams.BATCH_SIZE,
+    hp: HParams = hparams.PUBLISHED,
+    fast_critic: str = "auto",
     jit: bool = False,
     precision: str = "float32",
 ) -> WganTrainer | InterleavedTrainer:
@@ -304,5 +338,5 @@ def build_trainer(
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r}; valid: {', '.join(LAYOUTS)}")
     if len(datasets) > 1 and layout == "interleaved":
-        return InterleavedTrainer(datasets, keys, batch_size, jit, precision)
-    return WganTrainer(datasets, keys, len(datasets) > 1, batch_size, jit, precision)
+        return InterleavedTrainer(datasets, keys, hp, fast_critic, jit, precision)
+    return WganTrainer(datasets, keys, len(datasets) > 1, hp, fast_critic, jit, precision)

@@ -52,6 +52,11 @@ def check_gpu(gpus: int) -> None:
     log(f"GPUs: {', '.join(d.name for d in found)}")
 
 
+def split_data(cfg: TrainConfig, data: list[ShowerSet]) -> list[tuple[ShowerSet, ShowerSet]]:
+    """Per slice, (training, held-out) showers (``holdout``; the same split every time)."""
+    return [d.split(cfg.holdout, cfg.gan_key(s)) for s, d in zip(cfg.eta_slices, data)]
+
+
 def load_data(cfg: TrainConfig) -> list[ShowerSet]:
     """The showers of every slice of the task, making the synthetic dataset if needed."""
     part = cfg.particle
@@ -135,13 +140,16 @@ class _StopFlag:
 def _save(
     cfg: TrainConfig, trainer: Any, data: list[ShowerSet], history: list[dict[str, Any]]
 ) -> None:
-    """Generator snapshots with their chi2/ndf first, then the full state (commit last)."""
+    """Generator snapshots with their chi2/ndf first, then the full state (commit last).
+
+    ``data``: per slice the held-out showers (chi2/ndf never looks at training showers).
+    """
     it = int(trainer.iteration.numpy())
     gen = trainer.generator_parameters()
     scores = []
     for k, (s, shower_set) in enumerate(zip(cfg.eta_slices, data)):
         params = {n: v[k] for n, v in gen.items()} if cfg.packed else gen
-        ev = evaluate(params, shower_set, cfg.eval_events)
+        ev = evaluate(params, cfg.hp, shower_set, cfg.eval_events)
         scores.append(ev.chi2_ndf)
         checkpoint.save(
             cfg.gan_dir(s) / "generators",
@@ -153,13 +161,14 @@ def _save(
                 "chi2_ndf": ev.chi2_ndf,
                 "eta_slice": s,
                 "particle": cfg.particle.name,
+                "hparams": cfg.hp.as_json(),
             },
             stem="gen",
         )
     meta = {
         "particle": cfg.particle.name,
         "eta_slices": list(cfg.eta_slices),
-        "batch_size": cfg.batch_size,
+        "hparams": cfg.hp.as_json(),
         "seed": cfg.seed,
         "precision": cfg.precision,
         "history": history,
@@ -180,7 +189,6 @@ def _resume(cfg: TrainConfig, trainer: Any) -> list[dict[str, Any]]:
     for key, want in (
         ("particle", cfg.particle.name),
         ("eta_slices", list(cfg.eta_slices)),
-        ("batch_size", cfg.batch_size),
         ("seed", cfg.seed),
     ):
         if ck.meta.get(key) != want:
@@ -188,6 +196,12 @@ def _resume(cfg: TrainConfig, trainer: Any) -> list[dict[str, Any]]:
                 f"{cfg.checkpoint_dir}: checkpoint {ck.iteration} has {key}={ck.meta.get(key)!r}"
                 f", this task has {want!r}; use a new out_dir"
             )
+    differ = cfg.hp.mismatches(ck.meta.get("hparams") or {})
+    if differ:
+        raise ConfigError(
+            f"{cfg.checkpoint_dir}: checkpoint {ck.iteration} was trained with other "
+            f"hyperparameters ({'; '.join(differ)}); use a new out_dir or the same values"
+        )
     trainer.load_state(ck.arrays)
     log(f"resumed from checkpoint {ck.iteration}")
     before = ck.meta.get("precision", "float32")
@@ -208,7 +222,8 @@ def train(cfg: TrainConfig) -> int:
     stop.install()  # from the start: a signal during set-up must still end in "requeue"
     try:
         check_gpu(cfg.gpus)
-        data = load_data(cfg)
+        parts = split_data(cfg, load_data(cfg))
+        data = [held for _, held in parts]
         configure_threads(cfg.jit)
         if cfg.precision == "bfloat16" and not cfg.gpus and not _bfloat16_units():
             log(
@@ -218,10 +233,11 @@ def train(cfg: TrainConfig) -> int:
         from .step import build_trainer
 
         trainer = build_trainer(
-            [d.training_arrays() for d in data],
+            [train_set.training_arrays(cfg.hp) for train_set, _ in parts],
             [cfg.gan_key(s) for s in cfg.eta_slices],
             layout=cfg.pack_layout,
-            batch_size=cfg.batch_size,
+            hp=cfg.hp,
+            fast_critic=cfg.fast_critic,
             jit=cfg.jit,
             precision=cfg.precision,
         )
@@ -272,9 +288,16 @@ def run(cfg: TrainConfig) -> int:
     if cfg.select:
         from .select import select_and_export
 
-        data = load_data(cfg)
-        for s, shower_set in zip(cfg.eta_slices, data):
-            select_and_export(cfg, s, shower_set)
+        parts = split_data(cfg, load_data(cfg))
+        for s, (train_set, held) in zip(cfg.eta_slices, parts):
+            select_and_export(cfg, s, held, train_set)
+        if cfg.validate:
+            from .validate import validate_task
+
+            try:
+                validate_task(cfg)
+            except ImportError as exc:  # an image without scipy/scikit-learn: say so
+                log(f"warning: validation skipped: it needs {exc.name}")
     log(f"done: {it} iterations")
     sys.stdout.flush()
     return 0

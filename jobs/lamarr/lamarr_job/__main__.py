@@ -1,4 +1,4 @@
-"""Command line: ``python3 -m lamarr_job {generate,build-models,validate-models}``."""
+"""Command line: ``python3 -m lamarr_job {generate,check-models,merge,validate,build-models}``."""
 
 from __future__ import annotations
 
@@ -20,12 +20,28 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("FCGTAINER_SPEC"),
         help="spec.json (default: $FCGTAINER_SPEC)",
     )
+    merge = sub.add_parser(
+        "merge", help="merge runs' nTuples into one file (index and provenance kept)"
+    )
+    merge.add_argument("inputs", nargs="+", help="nTuples, or directories searched for them")
+    merge.add_argument("--out", required=True, help="merged nTuple (an index .json beside it)")
+    valid = sub.add_parser("validate", help="validation plots (PNG) and figures (JSON)")
+    valid.add_argument("ntuple", help="a run's or a merged nTuple (LHCb pipeline)")
+    valid.add_argument("--out", required=True, help="directory for validation.json and PNGs")
     build = sub.add_parser("build-models", help="train, transpile and compile the demo models")
     build.add_argument("--out", required=True, help="new directory for the model set")
     build.add_argument("--budget", default="quick", choices=("quick", "full"))
     build.add_argument("--seed", type=int, default=12345)
-    check = sub.add_parser("validate-models", help="check a models directory")
+    check = sub.add_parser("validate-models", help="check a demo models directory")
     check.add_argument("directory")
+    models = sub.add_parser(
+        "check-models",
+        help="check a models directory (models.yaml: files, sha256, ELF architecture, symbols)",
+    )
+    models.add_argument("directory")
+    models.add_argument(
+        "--arch", default=None, help="the nodes' architecture (default: this machine's)"
+    )
     return parser
 
 
@@ -58,6 +74,24 @@ def main(argv: list[str] | None = None) -> int:
 
             manifest = build_models(args.out, budget=args.budget, seed=args.seed)
             print(json.dumps(manifest["files"], indent=2, sort_keys=True))
+        elif args.command == "merge":
+            from pathlib import Path
+
+            from .merge import merge as merge_runs
+
+            print(json.dumps(merge_runs([Path(p) for p in args.inputs], Path(args.out))))
+        elif args.command == "validate":
+            from pathlib import Path
+
+            from .validate import validate
+
+            figures = validate(Path(args.ntuple), Path(args.out))
+            print(json.dumps({"mass": figures["mass"], "plots": figures.get("plots")}))
+        elif args.command == "check-models":
+            from .modelconfig import check_models
+
+            config = check_models(args.directory, args.arch)
+            print(f"{args.directory}: ok ({config.name}, {config.pipeline} pipeline)")
         else:
             from .manifest import validate_models_dir
 

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from . import law
 from .errors import LamarrError
 from .manifest import sha256_file, validate_models_dir
+from .modelconfig import check_models, demo_config, write_config
 from .modelspec import (
     MANIFEST_FORMAT,
     MANIFEST_NAME,
@@ -206,6 +207,8 @@ def build_models(out: str | Path, budget: str = "quick", seed: int = 12345) -> d
         }
         (work / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         validate_models_dir(work)
+        write_config(work, demo_config(work))  # the model configuration (models.yaml)
+        check_models(work)
         umask = os.umask(0)
         os.umask(umask)
         work.chmod(0o777 & ~umask)  # mkdtemp made it 0700; model sets are shared

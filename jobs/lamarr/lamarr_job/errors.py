@@ -18,3 +18,7 @@ class ConfigError(LamarrError):
 
 class ModelsError(ConfigError):
     """The models directory is missing, incomplete or corrupted (exit code 2)."""
+
+
+class InputError(ConfigError):
+    """An input file (HepMC events) is missing, truncated or unusable (exit code 2)."""

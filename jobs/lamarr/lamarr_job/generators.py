@@ -19,6 +19,7 @@ import pyhepmc
 
 from . import law
 from .errors import ConfigError
+from .signal import Decay, passes_cut, pythia_lines
 
 #: Luminous region (mm), used by both generators.
 BEAM_SPOT_SIGMA_MM = (0.04, 0.04, 45.0)
@@ -57,6 +58,8 @@ class PythiaSettings:
     ecm: float = 13600.0
     settings: tuple[str, ...] = field(default_factory=tuple)
     keep_partons: bool = False
+    signal: tuple[Decay, ...] = ()
+    signal_cut: str = "none"
 
     def lines(self, seed: int) -> list[str]:
         """Return every ``readString`` line, seed and beam-spot included."""
@@ -64,6 +67,7 @@ class PythiaSettings:
         return [
             f"Beams:eCM = {self.ecm}",
             *PYTHIA_PROCESSES[self.process],
+            *pythia_lines(self.signal),
             *self.settings,
             "Beams:allowVertexSpread = on",
             f"Beams:sigmaVertexX = {sx}",
@@ -159,6 +163,8 @@ def pythia_events(settings: PythiaSettings, n_events: int, seed: int) -> Iterato
             if failures > 10 * n_events + 100:
                 raise RuntimeError("Pythia failed to generate events")
             continue
+        if settings.signal and not passes_cut(pythia.event, settings.signal, settings.signal_cut):
+            continue  # not a signal event: the run's events all hold the signal decay
         yield _from_pythia(number, pythia.event, settings.keep_partons)
         number += 1
 

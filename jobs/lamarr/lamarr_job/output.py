@@ -16,7 +16,25 @@ Columns = dict[str, npt.NDArray[Any]]
 #: Columns stored as integers in the nTuple; everything else is float32 (the
 #: event store holds generator momenta as C floats already).
 INTEGER_COLUMNS = frozenset(
-    {"mcparticle_id", "genevent_id", "evt", "pid", "charge", "accepted", "reconstructed", "mc_key"}
+    {
+        "mcparticle_id",
+        "genevent_id",
+        "evt",
+        "pid",
+        "charge",
+        "accepted",
+        "reconstructed",
+        "mc_key",
+        "track_type",
+        "nDoF",
+        "mother_pid",
+        "mother_key",
+        "gmother_pid",
+        "gmother_key",
+        "event",
+        "n_long",
+        "run",
+    }
 )
 
 
@@ -75,9 +93,21 @@ def summarise(trees: dict[str, Columns], events: int) -> dict[str, Any]:
     """Events, tracks and efficiencies of one run."""
     mc = trees["MCTracks"]
     n_mc = len(mc["p"])
-    n_acc = int(np.sum(mc["accepted"]))
-    n_reco = int(np.sum(mc["reconstructed"]))
+    extra: dict[str, Any] = {}
+    if "track_type" in mc:  # LHCb's chain: -1 outside the acceptance, 0 not reconstructed
+        n_acc = int(np.sum(mc["track_type"] >= 0))
+        n_reco = int(np.sum(mc["track_type"] >= 3))
+        extra["track_types"] = {
+            name: int(np.sum(mc["track_type"] == code))
+            for code, name in ((3, "long"), (4, "upstream"), (5, "downstream"))
+        }
+    else:
+        n_acc = int(np.sum(mc["accepted"]))
+        n_reco = int(np.sum(mc["reconstructed"]))
+    if "Candidates" in trees:
+        extra["signal_candidates"] = len(trees["Candidates"]["mass"])
     return {
+        **extra,
         "events": events,
         "charged_particles": n_mc,
         "accepted": n_acc,

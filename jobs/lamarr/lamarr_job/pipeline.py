@@ -212,8 +212,9 @@ class LamarrPipeline:
         import SQLamarr
 
         self.store = store
+        self.models = models
         db = store.open()
-        self.stages = build_algorithms(db, models, condition)
+        self.stages = self._build(db, condition)
         algorithms = [alg for stage in self.stages.values() for alg in stage]
         self._pipeline: Any = SQLamarr.Pipeline(algorithms)
         self._clean: Any = SQLamarr.Pipeline([SQLamarr.CleanEventStore(db)])
@@ -252,7 +253,12 @@ class LamarrPipeline:
         self._collect(expected_events, hepmc)
         self._clean.execute()
 
-    def _collect(self, expected_events: int, hepmc: Path) -> None:
+    def _build(self, db: Any, condition: str) -> dict[str, list[Any]]:
+        """The transformers of this pipeline (the demo models' here)."""
+        return build_algorithms(db, self.models, condition)
+
+    def _check_events(self, expected_events: int, hepmc: Path) -> Any:
+        """Check the batch's event count; return the columnar connection."""
         if self._columnar is None:
             self._columnar = self.store.columnar()
         conn = self._columnar
@@ -261,8 +267,11 @@ class LamarrPipeline:
             raise RuntimeError(
                 f"{hepmc}: {n_events} events in the store, {expected_events} written"
             )
-        mc = fetch(conn, "MCTracks", q.MC_OUTPUT)
-        tracks = fetch(conn, "Tracks", q.TRACK_READ)
+        self.events_loaded += int(n_events)
+        return conn
+
+    def _collect_pvs(self, conn: Any) -> None:
+        """Read the reconstructed primary vertices with their true positions."""
         pvs = fetch(
             conn,
             "Vertices AS v INNER JOIN MCVertices AS m ON m.mcvertex_id = v.mcvertex_id "
@@ -280,7 +289,13 @@ class LamarrPipeline:
                 "m.z",
             ),
         )
-        self.events_loaded += int(n_events)
+        self._pvs.append(dict(zip(q.PV_COLUMNS, pvs.values(), strict=True)))
+
+    def _collect(self, expected_events: int, hepmc: Path) -> None:
+        conn = self._check_events(expected_events, hepmc)
+        mc = fetch(conn, "MCTracks", q.MC_OUTPUT)
+        tracks = fetch(conn, "Tracks", q.TRACK_READ)
+        self._collect_pvs(conn)
         order = np.argsort(mc["mcparticle_id"], kind="stable")
         mc = {k: v[order] for k, v in mc.items()}
         # Truth link: row of the particle in the run's MC table (ids restart per batch).
@@ -292,7 +307,10 @@ class LamarrPipeline:
         self._n_mc += len(order)
         self._mc.append(mc)
         self._tracks.append(tracks)
-        self._pvs.append(dict(zip(q.PV_COLUMNS, pvs.values(), strict=True)))
+
+    def _columns(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Columns of the ``MCTracks`` and ``Tracks`` trees."""
+        return (*q.MC_OUTPUT, "mc_key"), (*q.TRACK_COLUMNS, "mc_key")
 
     def results(self) -> dict[str, Columns]:
         """Return the concatenated ``MCTracks``, ``Tracks`` and ``PVs`` columns."""
@@ -302,9 +320,10 @@ class LamarrPipeline:
                 return {c: np.zeros(0) for c in columns}
             return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
 
+        mc_columns, track_columns = self._columns()
         return {
-            "MCTracks": cat(self._mc, (*q.MC_OUTPUT, "mc_key")),
-            "Tracks": cat(self._tracks, (*q.TRACK_COLUMNS, "mc_key")),
+            "MCTracks": cat(self._mc, mc_columns),
+            "Tracks": cat(self._tracks, track_columns),
             "PVs": cat(self._pvs, q.PV_COLUMNS),
         }
 

@@ -11,9 +11,13 @@ from typing import Any
 
 from . import __version__
 from .generators import gun_events, pythia_events, write_batches
+from .hepmc_input import hepmc_events, input_files
+from .lhcb import LhcbPipeline
 from .manifest import model_hashes, validate_models_dir
+from .modelconfig import check_models
 from .output import summarise, write_json, write_ntuple
 from .pipeline import EventStore, LamarrPipeline
+from .signal import candidates
 from .spec import RunConfig
 
 SUMMARY_NAME = "summary.json"
@@ -61,7 +65,9 @@ def generate(config: RunConfig) -> dict[str, Any]:
     """Run one task and return its summary (also written to ``summary.json``).
 
     A banned run writes a summary saying so and nothing else. Models are checked
-    before any event is generated; a failure raises ``ModelsError`` (exit 2).
+    (``modelconfig.check_models``) before any event is generated; a failure raises
+    ``ModelsError`` (exit 2). The model configuration chooses the pipeline (the
+    demo models' or LHCb's) and, unless ``pv_condition`` is set, the PV smearing row.
     """
     out_dir = config.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,17 +75,28 @@ def generate(config: RunConfig) -> dict[str, Any]:
         summary = {"run": config.run, "skipped": True, "reason": "run number is banned"}
         write_json(out_dir / SUMMARY_NAME, summary)
         return summary
-    manifest = validate_models_dir(config.models)
+    models = check_models(config.models)
+    hashes = models.hashes()
+    if models.pipeline == "demo":
+        hashes = model_hashes(validate_models_dir(config.models))
+    condition = config.pv_condition or models.pv_smearing.condition
     seeds = config.seeds()
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="lamarr-", dir=work_base(config)))
     try:
         if config.generator == "gun":
             events = gun_events(config.gun, config.events, seeds["generator"])
+        elif config.generator == "hepmc":
+            assert config.hepmc is not None  # spec.py requires it for this generator
+            events = hepmc_events(input_files(config.hepmc), config.events)
         else:
             events = pythia_events(config.pythia, config.events, seeds["pythia"])
         store = EventStore(work / "events.db", seeds["sqlamarr"])
-        pipeline = LamarrPipeline(store, config.models, config.pv_condition)
+        pipeline: LamarrPipeline
+        if models.pipeline == "lhcb":
+            pipeline = LhcbPipeline(store, models, condition)
+        else:
+            pipeline = LamarrPipeline(store, config.models, condition)
         try:
             hepmc_dir = out_dir / "hepmc" if config.keep_hepmc else work / "hepmc"
             batches = write_batches(events, config.events, config.batch_size, hepmc_dir)
@@ -88,6 +105,10 @@ def generate(config: RunConfig) -> dict[str, Any]:
                 if not config.keep_hepmc:
                     path.unlink()
             trees = pipeline.results()
+            if config.generator == "pythia" and config.pythia.signal and models.pipeline == "lhcb":
+                trees["Candidates"] = candidates(
+                    trees["Tracks"], trees["MCTracks"], config.pythia.signal
+                )
         finally:
             pipeline.close()
     finally:
@@ -97,7 +118,13 @@ def generate(config: RunConfig) -> dict[str, Any]:
         "seeds": seeds,
         "seed_salt": config.seed_salt,
         "settings": config.settings(),
-        "models": {"path": str(config.models), "sha256": model_hashes(manifest)},
+        "models": {
+            "path": str(config.models),
+            "name": models.name,
+            "pipeline": models.pipeline,
+            "pv_condition": condition,
+            "sha256": hashes,
+        },
         "versions": _versions(),
     }
     summary = {

@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .generators import PYTHIA_PROCESSES, GunSettings, PythiaSettings
+from .signal import CUTS, parse_chain
 
 #: Every parameter the payload understands, with its default.
 DEFAULTS: dict[str, Any] = {
@@ -33,13 +34,16 @@ DEFAULTS: dict[str, Any] = {
     "pythia_ecm": 13600.0,
     "pythia_settings": [],
     "pythia_keep_partons": False,
-    "pv_condition": "synthetic",
+    "pythia_signal": "",
+    "pythia_signal_cut": "daughters-in-lhcb",
+    "pv_condition": None,
     "output_format": "root",
     "seed_salt": 0,
     "banned_runs": [],
     "keep_hepmc": False,
+    "hepmc_path": "",
 }
-GENERATORS = ("gun", "pythia")
+GENERATORS = ("gun", "pythia", "hepmc")
 OUTPUT_FORMATS = ("root",)
 PYTHIA_SEED_MAX = 900_000_000
 
@@ -55,7 +59,7 @@ class RunConfig:
     generator: str
     gun: GunSettings
     pythia: PythiaSettings
-    pv_condition: str
+    pv_condition: str | None
     output_format: str
     seed_salt: int
     banned_runs: tuple[int, ...]
@@ -63,6 +67,7 @@ class RunConfig:
     out_dir: Path
     models: Path
     scratch: Path | None
+    hepmc: Path | None = None
 
     def seeds(self) -> dict[str, int]:
         """Seeds of every random stream, derived from the run number (and salt)."""
@@ -78,12 +83,16 @@ class RunConfig:
         generator: dict[str, Any]
         if self.generator == "gun":
             generator = {"kind": "gun", **self.gun.__dict__, "species": list(self.gun.species)}
+        elif self.generator == "hepmc":
+            generator = {"kind": "hepmc", "path": str(self.hepmc)}
         else:
             generator = {
                 "kind": "pythia",
                 "process": self.pythia.process,
                 "ecm": self.pythia.ecm,
                 "keep_partons": self.pythia.keep_partons,
+                "signal": [[d.mother, *d.daughters] for d in self.pythia.signal],
+                "signal_cut": self.pythia.signal_cut,
                 "lines": self.pythia.lines(self.seeds()["pythia"]),
             }
         return {
@@ -190,17 +199,31 @@ def config_from_spec(spec: dict[str, Any]) -> RunConfig:
         ecm=_float(p, "pythia_ecm"),
         settings=tuple(settings),
         keep_partons=bool(p["pythia_keep_partons"]),
+        signal=parse_chain(str(p["pythia_signal"])) if p["pythia_signal"] else (),
+        signal_cut=_choice(p, "pythia_signal_cut", CUTS),
     )
     scratch = spec.get("scratch")
+    generator = _choice(p, "generator", GENERATORS)
+    run = _int(p, "run", 0)
+    hepmc = None
+    if generator == "hepmc":
+        base = (spec.get("inputs") or {}).get("hepmc")
+        if not isinstance(base, str) or not base:
+            raise ConfigError(
+                "spec.inputs.hepmc: generator hepmc needs the staged HepMC input "
+                "(job_inputs.lamarr.hepmc in the site profile)"
+            )
+        relative = str(p["hepmc_path"]).format(run=run)
+        hepmc = Path(base) / relative if relative else Path(base)
     return RunConfig(
-        run=_int(p, "run", 0),
+        run=run,
         events=_int(p, "events", 1),
         batch_size=_int(p, "batch_size", 1),
         event_type=str(p["event_type"]),
-        generator=_choice(p, "generator", GENERATORS),
+        generator=generator,
         gun=gun,
         pythia=pythia,
-        pv_condition=str(p["pv_condition"]),
+        pv_condition=None if p["pv_condition"] is None else str(p["pv_condition"]),
         output_format=_choice(p, "output_format", OUTPUT_FORMATS),
         seed_salt=_int(p, "seed_salt", 0),
         banned_runs=_int_list(p, "banned_runs"),
@@ -208,6 +231,7 @@ def config_from_spec(spec: dict[str, Any]) -> RunConfig:
         out_dir=Path(spec["out_dir"]),
         models=Path(models),
         scratch=Path(scratch) if scratch else None,
+        hepmc=hepmc,
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastcalogan.errors import ConfigError, DataError
+from fastcalogan.hparams import HParams
 from fastcalogan.layout import csv_path, particle
 from fastcalogan.readers import read_calochallenge, read_csv_slice
 from fastcalogan.spec import config_from_params
@@ -31,10 +32,30 @@ def test_csv_layout_and_content(csv_root: Path) -> None:
     data = read_csv_slice(csv_root, PHOTON, 4, MOMENTA)
     assert data.momenta == MOMENTA
     assert [s.shape for s in data.showers] == [(6, 368), (6, 368)]
-    x, y = data.training_arrays()
+    x, y = data.training_arrays(HParams(label="maxE"))
     assert x.shape == (12, 368) and y.shape == (12, 1)
     np.testing.assert_allclose(y[:6], 256 / PHOTON.ekin_max, rtol=1e-6)
+    np.testing.assert_allclose(x[:6] * 256, data.showers[0], rtol=1e-6)
     assert np.all(data.showers[1] >= 0)
+
+
+def test_csv_with_phimod_and_eta_columns(csv_root: Path) -> None:
+    """The ATLAS-internal layout (phiMod, eta, then the voxels) is detected per file."""
+    plain = read_csv_slice(csv_root, PHOTON, 4, MOMENTA)
+    path = csv_path(csv_root, PHOTON, 512, 4)
+    rows = path.read_text().splitlines()
+    path.write_text("\n".join(f"0.013,-0.2{i}," + row for i, row in enumerate(rows)) + "\n")
+    mixed = read_csv_slice(csv_root, PHOTON, 4, MOMENTA)
+    for a, b in zip(plain.showers, mixed.showers, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_csv_of_unknown_layout_lists_the_layouts_tried(csv_root: Path) -> None:
+    path = csv_path(csv_root, PHOTON, 256, 4)
+    path.write_text("\n" + ",".join(["1"] * 369) + "\n")
+    with pytest.raises(DataError, match=r"voxalisation.csv: line 2 has 369 values") as info:
+        read_csv_slice(csv_root, PHOTON, 4, MOMENTA)
+    assert "tried: N voxels (368 values), phiMod, eta + N voxels (370 values)" in str(info.value)
 
 
 def test_synthetic_is_reproducible(tmp_path: Path, csv_root: Path) -> None:
@@ -55,7 +76,7 @@ def test_ragged_row_is_located(csv_root: Path) -> None:
     lines = path.read_text().splitlines()
     lines[2] = lines[2].rsplit(",", 1)[0]
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"row 3 has 367 values, expected 368"):
+    with pytest.raises(DataError, match=r"voxalisation.csv: line 3 has 367 values, expected 368"):
         read_csv_slice(csv_root, PHOTON, 4, MOMENTA)
 
 
@@ -66,14 +87,14 @@ def test_nan_is_located(csv_root: Path) -> None:
     values[7] = "nan"
     lines[1] = ",".join(values)
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"non-finite.*row 2, voxel 7"):
+    with pytest.raises(DataError, match=r"voxalisation.csv: line 2: voxel 7 is nan"):
         read_csv_slice(csv_root, PHOTON, 4, MOMENTA)
 
 
 def test_text_and_empty_files(csv_root: Path) -> None:
     path = csv_path(csv_root, PHOTON, 256, 4)
-    path.write_text(",".join(["x"] * 368) + "\n")
-    with pytest.raises(DataError, match="not numeric"):
+    path.write_text(",".join(["0"] * 368) + "\n" + ",".join(["x"] * 368) + "\n")
+    with pytest.raises(DataError, match=r"voxalisation\.csv: line 2: not a number: 'x'"):
         read_csv_slice(csv_root, PHOTON, 4, MOMENTA)
     path.write_text("")
     with pytest.raises(DataError, match="empty file"):
@@ -134,6 +155,9 @@ def test_calochallenge_missing_energy_point(tmp_path: Path) -> None:
         ({"particle": "photon", "eta_slice": 100}, "eta_slice: 100 out of range"),
         ({"particle": "photon", "eta_slice": 1, "iterations": "many"}, "iterations: expected"),
         ({"particle": "photon", "eta_slice": 1, "learning_rate": 1}, "unknown learning_rate"),
+        ({"particle": "photon", "eta_slice": 1, "activation": "tanh"}, "activation: 'tanh'"),
+        ({"particle": "photon", "eta_slice": 1, "critic": "N,x"}, "critic: layer width 'x'"),
+        ({"particle": "photon", "eta_slice": 1, "beta1": 2}, "beta1: 2 out of range"),
         ({"particle": "photon"}, "missing eta_slice"),
         ({"particle": "photon", "eta_slice": 1, "dataset": "csv"}, "needs a data path"),
         (

@@ -26,6 +26,11 @@ SMALL = {
     "eval_events": 300,
     "log_every": 10,
     "select": False,
+    # job.yaml's departures from the published e/gamma configuration
+    "activation": "swish",
+    "batch_norm": False,
+    "output_init": "data",
+    "label": "logE",
 }
 
 
@@ -53,13 +58,23 @@ def _spec(out: Path, gpus: int = 0, **params: Any) -> Path:
     return path
 
 
-def test_closed_form_critic_gradients_match_autodiff() -> None:
+@pytest.mark.parametrize(
+    "critic",
+    [(0, 0, 0), (0, 0), (24, 0, 16, 8)],
+    ids=["published N,N,N", "N,N", "24,N,16,8"],
+)
+def test_fast_critic_gradients_equal_the_reference(critic: tuple[int, ...]) -> None:
+    """The closed form equals automatic differentiation of the loss as written, on every
+    critic architecture it claims to support, single and packed, eager and compiled."""
     import tensorflow as tf
     from fastcalogan import model
+    from fastcalogan.hparams import HParams
 
+    hp = HParams(critic=critic)
+    assert model.supports_fast_critic(hp)
     rng = np.random.default_rng(0)
     for pack in (0, 2):
-        per = [model.initial_parameters(40, s) for s in range(max(pack, 1))]
+        per = [model.initial_parameters(hp, 40, s) for s in range(max(pack, 1))]
         values = model.stack_parameters(per) if pack else per[0]
         params = {k: tf.Variable(v) for k, v in values.items() if k.startswith("d_")}
         lead = (pack,) if pack else ()
@@ -68,17 +83,70 @@ def test_closed_form_critic_gradients_match_autodiff() -> None:
         )
         label = tf.constant(rng.uniform(0, 1, (*lead, 16, 1)), tf.float32)
         alpha = tf.constant(rng.uniform(0, 1, (*lead, 16, 1)), tf.float32)
-        auto = model.reference_critic_gradients(params, real, fake, label, alpha)
+        auto, auto_metrics = model.reference_critic_gradients(
+            params, real, fake, label, alpha, 10.0
+        )
         # Eager, and compiled (where the lanes' control dependencies order the products).
         for closed_form in (
             model.critic_gradients,
             tf.function(model.critic_gradients, autograph=False),
         ):
-            mine, _ = closed_form(params, real, fake, label, alpha)
+            mine, metrics = closed_form(params, real, fake, label, alpha, 10.0)
+            assert sorted(mine) == sorted(auto)
             for name, g in auto.items():
                 np.testing.assert_allclose(
                     mine[name].numpy(), g.numpy(), rtol=1e-4, atol=1e-6, err_msg=name
                 )
+            for name, value in auto_metrics.items():
+                np.testing.assert_allclose(metrics[name].numpy(), value.numpy(), rtol=1e-5)
+
+
+def test_fast_critic_is_refused_where_it_does_not_apply() -> None:
+    from fastcalogan import model
+    from fastcalogan.hparams import HParams
+
+    hp = HParams(critic=(0,))
+    assert not model.supports_fast_critic(hp)
+    with pytest.raises(Exception, match="closed form"):
+        _cfg_trainer(hp, "on")
+    assert not _cfg_trainer(hp, "auto").fast
+    assert _cfg_trainer(HParams(), "auto").fast
+    assert not _cfg_trainer(HParams(), "off").fast
+
+
+def _cfg_trainer(hp: Any, fast_critic: str) -> Any:
+    from fastcalogan.step import WganTrainer
+
+    x = np.zeros((8, 12), np.float32)
+    y = np.zeros((8, 1), np.float32)
+    return WganTrainer([(x, y)], [1], hp=hp, fast_critic=fast_critic)
+
+
+@pytest.mark.parametrize(
+    "generator",
+    [{}, {"activation": "swish", "batch_norm": True, "output_init": "he"}],
+    ids=["job.yaml", "published e/gamma"],
+)
+def test_fast_and_reference_training_agree(tmp_path: Path, generator: dict[str, Any]) -> None:
+    """Five iterations with the closed form and with the reference give the same weights
+    (to float round-off: Adam divides by the square root of tiny second moments)."""
+    from fastcalogan.train import train
+
+    common = {"iterations": 5, "checkpoint_every": 5, **generator}
+    fast = _cfg(tmp_path / "fast", fast_critic="on", **common)
+    ref = _cfg(tmp_path / "ref", fast_critic="off", **common)
+    train(fast)
+    train(ref)
+    a = checkpoint.latest_valid(fast.checkpoint_dir)
+    b = checkpoint.latest_valid(ref.checkpoint_dir)
+    start = checkpoint.load(checkpoint.list_records(fast.checkpoint_dir)[0])
+    assert a is not None and b is not None and start.iteration == 0
+    for name in a.arrays:
+        if name.startswith(("d_", "g_")) and "mean" not in name and "var" not in name:
+            moved = np.linalg.norm(a.arrays[name] - start.arrays[name])
+            apart = np.linalg.norm(a.arrays[name] - b.arrays[name])
+            # (+1e-5: with batch norm the bias before it has no gradient beyond round-off)
+            assert apart <= 1e-2 * moved + 1e-5, (name, apart, moved)
 
 
 def test_bfloat16_gradients_err_far_less_than_batch_noise() -> None:
@@ -86,10 +154,12 @@ def test_bfloat16_gradients_err_far_less_than_batch_noise() -> None:
     another batch changes it (measured: about a tenth), at the photon shapes."""
     import tensorflow as tf
     from fastcalogan import model
+    from fastcalogan.hparams import HParams
 
     rng = np.random.default_rng(0)
     n, b = 368, 128
-    values = model.initial_parameters(n, 0)
+    hp = HParams()
+    values = model.initial_parameters(hp, n, 0)
     params = {k: tf.constant(v) for k, v in values.items() if k.startswith("d_")}
 
     def batch() -> list[tf.Tensor]:
@@ -99,10 +169,10 @@ def test_bfloat16_gradients_err_far_less_than_batch_noise() -> None:
         return [tf.constant(d, tf.float32) for d in draws]
 
     first, second = batch(), batch()
-    exact, _ = model.critic_gradients(params, *first)
-    other, _ = model.critic_gradients(params, *second)
-    rounded, _ = model.critic_gradients(params, *first, compute=tf.bfloat16)
-    for name in model.critic_names()[:-1]:  # the output bias has no gradient (always 0)
+    exact, _ = model.critic_gradients(params, *first, 10.0)
+    other, _ = model.critic_gradients(params, *second, 10.0)
+    rounded, _ = model.critic_gradients(params, *first, 10.0, compute=tf.bfloat16)
+    for name in model.critic_names(hp)[:-1]:  # the output bias has no gradient (always 0)
         noise = np.linalg.norm(other[name] - exact[name])
         error = np.linalg.norm(rounded[name] - exact[name])
         assert error < 0.25 * noise, (name, error / noise)
@@ -186,9 +256,9 @@ def test_bad_spec_exits_2(tmp_path: Path) -> None:
 
 def test_pipeline_selects_exports_and_plots(tmp_path: Path) -> None:
     import tensorflow as tf
-    from fastcalogan.evaluate import numpy_generate
+    from fastcalogan.model import generate
 
-    spec = _spec(tmp_path, iterations=20, checkpoint_every=10, select=True)
+    spec = _spec(tmp_path, iterations=20, checkpoint_every=10, select=True, validate=False)
     assert main(["train", "--spec", str(spec)]) == 0
     gan = tmp_path / "gan-photon-eta04"
     summary = json.loads((gan / "selection.json").read_text())
@@ -204,7 +274,22 @@ def test_pipeline_selects_exports_and_plots(tmp_path: Path) -> None:
     label = np.full((8, 1), 0.01, np.float32)
     loaded = tf.saved_model.load(str(gan / "export" / "saved_model"))
     tf_out = loaded.signatures["serving_default"](noise=noise, label=label)["voxels"].numpy()
-    np.testing.assert_allclose(tf_out, numpy_generate(weights, noise, label), rtol=1e-4, atol=1e-6)
+    hp = _cfg(tmp_path).hp
+    mine = generate({k: tf.constant(v) for k, v in weights.items()}, noise, label, hp)
+    np.testing.assert_allclose(tf_out, mine.numpy(), rtol=1e-5, atol=1e-7)
+    assert doc["hparams"] == hp.as_json()
+    assert len(doc["provenance"]["data_sha256"]) == 64
+    # ONNX beside the SavedModel: the same numbers from onnxruntime, metadata recorded.
+    import onnx
+    import onnxruntime
+
+    path = gan / "export" / "generator.onnx"
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}
+    assert meta["hparams"] == hp.as_json() and meta["provenance"] == doc["provenance"]
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(None, {"noise": noise, "label": label})
+    np.testing.assert_allclose(onnx_out, tf_out, rtol=1e-5, atol=1e-6)
+    assert doc["onnx"]["max_abs_diff"] < 1e-5
 
 
 def _assert_like_single_runs(tmp_path: Path, packed: TrainConfig, **common: Any) -> None:
@@ -266,20 +351,22 @@ def test_packed_pion_gradients_match_single_to_round_off() -> None:
     to float round-off (measured: about 1e-6 of each gradient's largest value)."""
     import tensorflow as tf
     from fastcalogan import model
+    from fastcalogan.hparams import HParams
 
     rng = np.random.default_rng(1)
     n, b, k = 533, 128, 3
-    per = [model.initial_parameters(n, seed) for seed in range(k)]
+    per = [model.initial_parameters(HParams(), n, seed) for seed in range(k)]
     shapes = [(k, b, n), (k, b, n), (k, b, 1), (k, b, 1)]
     inputs = [tf.constant(rng.uniform(0, 0.02, shape), tf.float32) for shape in shapes]
     grads = tf.function(model.critic_gradients, autograph=False)
+    inputs.append(tf.constant(10.0))
 
     def critic_params(values: dict[str, np.ndarray]) -> dict[str, tf.Tensor]:
         return {name: tf.constant(v) for name, v in values.items() if name.startswith("d_")}
 
     packed, _ = grads(critic_params(model.stack_parameters(per)), *inputs)
     for i in range(k):
-        single, _ = grads(critic_params(per[i]), *[x[i] for x in inputs])
+        single, _ = grads(critic_params(per[i]), *[x[i] for x in inputs[:-1]], inputs[-1])
         for name, g in single.items():
             scale = float(np.abs(g.numpy()).max())
             np.testing.assert_allclose(
@@ -298,3 +385,63 @@ def test_two_processes_compute_identical_weights(tmp_path: Path) -> None:
         record = json.loads((tmp_path / name / "checkpoints" / "ckpt-000000020.json").read_text())
         digests.append(record["sha256"])
     assert digests[0] == digests[1]
+
+
+def test_set_hyperparameter_changes_the_model_and_is_recorded(tmp_path: Path) -> None:
+    """``--set lr_generator=...`` reaches the optimiser: other weights, and the value is in
+    the checkpoint and in every generator snapshot."""
+    from fastcalogan.train import train
+
+    base = _cfg(tmp_path / "base", iterations=5, checkpoint_every=5)
+    fast = _cfg(tmp_path / "lr", iterations=5, checkpoint_every=5, lr_generator=1e-3)
+    wide = _cfg(tmp_path / "wide", iterations=5, checkpoint_every=5, generator="40:80")
+    for cfg in (base, fast, wide):
+        train(cfg)
+    a, b, c = (checkpoint.latest_valid(cfg.checkpoint_dir) for cfg in (base, fast, wide))
+    assert a is not None and b is not None and c is not None
+    assert b.meta["hparams"]["lr_generator"] == 1e-3 and a.meta["hparams"]["lr_generator"] == 1e-4
+    assert not np.allclose(a.arrays["g_w3"], b.arrays["g_w3"])
+    assert c.meta["hparams"]["generator"] == [40, 80] and c.arrays["g_w2"].shape == (80, 368)
+    snap = json.loads((fast.gan_dir(4) / "generators" / "gen-000000005.json").read_text())
+    assert snap["hparams"]["lr_generator"] == 1e-3
+
+
+def test_resume_with_other_hyperparameters_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--spec", str(_spec(tmp_path, iterations=5, checkpoint_every=5))]) == 0
+    spec = _spec(tmp_path, iterations=10, checkpoint_every=5, gp_lambda=5.0)
+    assert main(["train", "--spec", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "gp_lambda: checkpoint 10.0, this task 5.0" in err, err
+
+
+def test_validate_writes_every_metric_and_beats_the_untrained_generator(tmp_path: Path) -> None:
+    # The published pion generator (ReLU, He-uniform output layer) on photons: its
+    # untrained totals are ~160x the reference, a baseline any learning must beat.
+    published = {"activation": "relu", "output_init": "he", "label": "maxE"}
+    spec = _spec(
+        tmp_path,
+        iterations=200,
+        checkpoint_every=100,
+        select=True,
+        validate=False,
+        events_per_energy=400,
+        **published,
+    )
+    assert main(["train", "--spec", str(spec)]) == 0
+    assert main(["validate", "--spec", str(spec)]) == 0
+    gan = tmp_path / "gan-photon-eta04"
+    result = json.loads((gan / "validation.json").read_text())
+    assert result["held_out_showers"] == [80, 80, 80]  # holdout 0.2 of 400
+    assert (gan / "plots" / "validation_layers.png").read_bytes()[:4] == b"\x89PNG"
+    metrics = ("chi2_ndf", "separation_power_mean", "classifier_auc", "fpd", "kpd")
+    for name in ("gan", "untrained"):
+        assert all(np.isfinite(result[name][m]) for m in metrics), result[name]
+        assert len(result[name]["layers"]) == 5
+        assert len(result[name]["chi2_ndf_per_energy_point"]) == 3
+    assert set(metrics[1:]) <= set(result["floor"])
+    gan_m, untrained = result["gan"], result["untrained"]
+    for m in ("chi2_ndf", "separation_power_mean", "fpd", "kpd"):
+        assert gan_m[m] < untrained[m], (m, gan_m[m], untrained[m])
+    assert abs(gan_m["classifier_auc"] - 0.5) < abs(untrained["classifier_auc"] - 0.5)

@@ -12,8 +12,13 @@ import numpy as np
 JOB_DIR = Path(__file__).resolve().parents[3] / "jobs" / "lamarr"
 
 
-def make_spec(out_dir: Path, models: Path | str, **params: Any) -> dict[str, Any]:
-    """A spec as fcgtainer writes it (payload contract), for one run number."""
+def make_spec(
+    out_dir: Path, models: Path | str, _inputs: dict[str, str] | None = None, **params: Any
+) -> dict[str, Any]:
+    """A spec as fcgtainer writes it (payload contract), for one run number.
+
+    ``_inputs`` adds named inputs beside ``models`` (e.g. ``hepmc``).
+    """
     return {
         "fcgtainer": 1,
         "job": "lamarr",
@@ -26,16 +31,18 @@ def make_spec(out_dir: Path, models: Path | str, **params: Any) -> dict[str, Any
         "scratch": None,
         "gpus": 0,
         "attempt": 1,
-        "inputs": {"models": str(models)},
+        "inputs": {"models": str(models), **(_inputs or {})},
     }
 
 
-def run_task(out_dir: Path, models: Path, **params: Any) -> dict[str, Any]:
+def run_task(
+    out_dir: Path, models: Path, _inputs: dict[str, str] | None = None, **params: Any
+) -> dict[str, Any]:
     """Run one task in-process; return its summary."""
     from lamarr_job.run import generate
     from lamarr_job.spec import config_from_spec
 
-    return generate(config_from_spec(make_spec(out_dir, models, **params)))
+    return generate(config_from_spec(make_spec(out_dir, models, _inputs, **params)))
 
 
 def read_trees(path: Path) -> dict[str, dict[str, np.ndarray]]:

@@ -26,6 +26,13 @@ def test_built_directory_validates(models_dir: Path) -> None:
     ]
     for name in required_files():
         assert (models_dir / name).is_file()
+    from lamarr_job.modelconfig import check_models
+
+    config = check_models(models_dir)  # models.yaml (or, for an older build, the manifest)
+    assert (config.pipeline, config.pv_smearing.condition) == ("demo", "synthetic")
+    assert config.hashes() == {
+        k: v for k, v in manifest["files"].items() if k.endswith((".so", ".db"))
+    }
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,161 @@
+"""Does FastCaloGAN learn? chi2/ndf of the total energy against training iterations.
+
+One GAN (synthetic showers, |eta| slice 20, every energy point of the particle) is trained
+with the payload's own trainer; at each listed iteration its generator is scored on an
+independent synthetic sample of the same size (never seen in training) with the payload's
+own figure of merit (``fastcalogan.evaluate``). Besides chi2/ndf, the mean and width of the
+generated total over the reference's, per energy point, show progress where chi2/ndf
+saturates. The floor is the same chi2/ndf between two independent synthetic samples.
+
+    python benchmarks/fastcalogan_convergence.py --particle photon --out photon.json \\
+        [--iterations 0,500,1000,2000,5000,10000,20000] [--set activation=swish ...]
+    python benchmarks/fastcalogan_convergence.py --plot photon.json pion.json --png curve.png
+
+Run with ``PYTHONPATH=jobs/fastcalogan`` (and ``nice`` on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_ITERATIONS = "0,500,1000,2000,5000,10000,20000"
+
+
+def _value(text: str) -> Any:
+    """``--set`` values as the job's YAML would give them (numbers, booleans, strings)."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train and score; return the record (also written to ``--out`` after every row)."""
+    from fastcalogan import hparams, synthetic
+    from fastcalogan.evaluate import chi2_uu, evaluate, histogram_range
+    from fastcalogan.layout import particle
+    from fastcalogan.readers import read_csv_slice
+    from fastcalogan.step import WganTrainer
+    from fastcalogan.train import configure_threads
+
+    configure_threads()
+    part = particle(args.particle)
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    hp = hparams.updated(
+        hparams.PUBLISHED_PER_PARTICLE[part.name], {k: _value(v) for k, v in overrides.items()}
+    )
+    work = Path(args.work)
+    train_root, test_root = work / f"train-seed{args.seed}", work / f"test-seed{args.seed + 1}"
+    for root, seed in ((train_root, args.seed), (test_root, args.seed + 1)):
+        synthetic.write_dataset(root, part, [args.eta_slice], args.events, seed)
+    train_set = read_csv_slice(train_root, part, args.eta_slice)
+    test_set = read_csv_slice(test_root, part, args.eta_slice)
+    # The floor: the same statistic between two independent synthetic samples.
+    floor_chi2 = floor_ndf = 0.0
+    for a, b in zip(train_set.showers, test_set.showers, strict=True):
+        ta, tb = a.sum(axis=1, dtype=np.float64), b.sum(axis=1, dtype=np.float64)
+        edges = np.linspace(*histogram_range(tb), 31)
+        inner = (edges[0] + edges[1]) / 2, (edges[-2] + edges[-1]) / 2
+        c, d = chi2_uu(
+            np.histogram(np.clip(tb, *inner), edges)[0],
+            np.histogram(np.clip(ta, *inner), edges)[0],
+        )
+        floor_chi2, floor_ndf = floor_chi2 + c, floor_ndf + d
+    trainer = WganTrainer([train_set.training_arrays(hp)], [args.seed * 1000 + 7], hp=hp)
+    points = sorted({int(x) for x in args.iterations.split(",")})
+    rows: list[dict[str, Any]] = []
+    record = {
+        "particle": part.name,
+        "eta_slice": args.eta_slice,
+        "events_per_energy": args.events,
+        "momenta": train_set.momenta,
+        "hparams": hp.as_json(),
+        "floor_chi2_ndf": floor_chi2 / floor_ndf,
+        "rows": rows,
+    }
+    done, t0 = 0, time.perf_counter()
+    for it in points:
+        if it > done:
+            trainer.train(it - done)
+            done = it
+        params = trainer.generator_parameters()
+        ev = evaluate(params, hp, test_set, args.events)
+        row = {
+            "iteration": it,
+            "chi2_ndf": ev.chi2_ndf,
+            "seconds": time.perf_counter() - t0,
+            "mean_ratio": [p.gan_mean / p.ref_mean for p in ev.points],
+            "width_ratio": [p.gan_std / max(p.ref_std, 1e-12) for p in ev.points],
+        }
+        rows.append(row)
+        print(
+            f"{part.name} it {it}: chi2/ndf {ev.chi2_ndf:.2f}  mean/ref "
+            f"{min(row['mean_ratio']):.3f}..{max(row['mean_ratio']):.3f}  width/ref "
+            f"{min(row['width_ratio']):.2f}..{max(row['width_ratio']):.2f}  "
+            f"({row['seconds']:.0f} s)",
+            flush=True,
+        )
+        if args.out:  # a long run is readable while it goes on
+            args.out.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def plot(paths: list[Path], png: Path) -> None:
+    """chi2/ndf against iterations, one curve per record, floors dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for path, colour in zip(paths, ("#1f77b4", "#d62728", "#2ca02c", "#9467bd"), strict=False):
+        rec = json.loads(path.read_text())
+        its = [max(r["iteration"], 1) for r in rec["rows"]]
+        label = f"{rec['particle']} ({rec['hparams']['activation']}, {rec['hparams']['label']})"
+        ax.plot(its, [r["chi2_ndf"] for r in rec["rows"]], "o-", color=colour, label=label)
+        ax.axhline(rec["floor_chi2_ndf"], ls="--", color=colour, lw=1, label="floor (2 samples)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration (0 drawn at 1)")
+    ax.set_ylabel("chi2/ndf of the total energy")
+    ax.set_title("FastCaloGAN on SYNTHETIC showers, held-out sample")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: train and score, or plot records."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--particle", default="photon")
+    ap.add_argument("--eta-slice", type=int, default=20)
+    ap.add_argument("--events", type=int, default=1000, help="showers per energy point")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--iterations", default=DEFAULT_ITERATIONS)
+    ap.add_argument("--set", action="append", default=[], help="hyperparameter name=value")
+    ap.add_argument("--work", default="/tmp/fastcalogan-convergence")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--plot", type=Path, nargs="*")
+    ap.add_argument("--png", type=Path, default=Path("fastcalogan_convergence.png"))
+    args = ap.parse_args(argv)
+    if args.plot:
+        plot(args.plot, args.png)
+        return 0
+    record = run(args)
+    if not args.out:
+        sys.stdout.write(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

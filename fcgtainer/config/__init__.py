@@ -1,0 +1,1 @@
+"""Site profiles and job definitions: strict YAML into frozen, validated models."""

@@ -1,0 +1,1 @@
+"""Images: recipes (parse, hash, compose) and the layered, cached build."""

@@ -1,0 +1,1 @@
+"""What happens to a run: submit, run directory, journal, status, follow, cancel, shell."""

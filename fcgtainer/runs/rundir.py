@@ -1,0 +1,165 @@
+"""The run directory: specs, argv files, the wrapper, logs and exit-code markers.
+
+Everything here is private to the submitter whatever the umask: directories 0700 and files
+0600 (0750 / 0640 when the site sets ``share_group: true``). Nothing the wrapper executes or
+reads as code (``wrapper.sh``, ``argv``) is writable by anyone else.
+
+Layout (on a filesystem the compute nodes share)::
+
+    RUN_DIR/manifest.json         job and site as loaded, versions, image
+    RUN_DIR/wrapper.sh            the job wrapper every backend runs
+    RUN_DIR/node/                 the launcher and the checks it shares (fcgtainer.node)
+    RUN_DIR/tasks/<i>/spec.json   parameters, as data
+    RUN_DIR/tasks/<i>/argv        the task's argv, NUL-separated
+    RUN_DIR/tasks/<i>/task.log    stdout and stderr of every attempt (appended)
+    RUN_DIR/tasks/<i>/exit_code   the marker: written last, atomically, by the wrapper
+    RUN_DIR/out/<i>/              the payload's output and working directory
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fcgtainer import node
+from fcgtainer.plan.container import task_argv
+from fcgtainer.plan.tasks import Plan, encode_env, env_file, secret_env, task_spec
+from fcgtainer.private import make_private_dir, modes, private_umask, write_private
+
+
+def write_run_dir(plan: Plan, manifest: Mapping[str, Any], host_env: Mapping[str, str]) -> None:
+    """Write everything the tasks need before the scheduler sees them."""
+    group = plan.site.share_group
+    dir_mode, _ = modes(group)
+    make_private_dir(plan.site.runs_path, group)
+    make_private_dir(plan.run_dir, group)
+    with private_umask(group):
+        write_private(
+            plan.run_dir / "manifest.json",
+            json.dumps(manifest, indent=2, default=str).encode(),
+            group,
+        )
+        node.install(plan.run_dir, dir_mode)
+        write_secret_env(plan, host_env)
+        for sub in ("tasks", "out"):
+            make_private_dir(plan.run_dir / sub, group)
+        for step in plan.steps:  # SLURM writes a campaign step's own output there
+            make_private_dir(plan.run_dir / "steps", group)
+            make_private_dir(plan.run_dir / "steps" / step.name, group)
+        for step in plan.step_plans():
+            write_tasks(step.plan, host_env)
+
+
+def write_tasks(plan: Plan, host_env: Mapping[str, str]) -> None:
+    """Each task's spec, argv, bounds and, in a campaign, the upstream tasks it checks."""
+    group = plan.site.share_group
+    retries = str(plan.job.retries).encode()
+    for task in plan.tasks:
+        tdir = plan.task_dir(task.index)
+        make_private_dir(tdir, group)
+        make_private_dir(plan.out_dir(task.index), group)
+        spec = json.dumps(task_spec(plan, task), indent=1).encode()
+        write_private(tdir / "spec.json", spec, group)
+        argv = task_argv(plan, task, host_env)
+        write_private(tdir / "argv", b"".join(a.encode() + b"\0" for a in argv), group)
+        write_private(tdir / "retries", retries, group)
+        write_private(tdir / "max_requeues", str(plan.job.max_requeues).encode(), group)
+        write_private(tdir / "walltime", str(effective_walltime(plan)).encode(), group)
+        write_private(tdir / "signal_margin", str(signal_margin(plan)).encode(), group)
+        upstream = sorted({j for js in plan.upstream.get(task.index, {}).values() for j in js})
+        if upstream:
+            # the wrapper checks these tasks' markers before it runs the payload
+            write_private(tdir / "upstream", "".join(f"{j}\n" for j in upstream).encode(), group)
+
+
+def read_upstream(run_dir: Path, index: int) -> list[int]:
+    """The upstream tasks (run-wide indices) a campaign task reads; empty for others."""
+    try:
+        text = (run_dir / "tasks" / str(index) / "upstream").read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [int(w) for w in text.split() if w.isdigit()]
+
+
+# CERN HTCondor's JobFlavour: the runtime each one grants, in seconds
+JOB_FLAVOURS = {
+    "espresso": 20 * 60,
+    "microcentury": 60 * 60,
+    "longlunch": 2 * 3600,
+    "workday": 8 * 3600,
+    "tomorrow": 24 * 3600,
+    "testmatch": 3 * 24 * 3600,
+    "nextweek": 7 * 24 * 3600,
+}
+
+
+def effective_walltime(plan: Plan) -> int:
+    """The time a task gets: its walltime, or less where an HTCondor site's MaxRuntime or
+    JobFlavour grants less (the wrapper's checkpoint timer counts from this)."""
+    limits = [plan.resources.walltime]
+    if plan.site.scheduler == "htcondor":
+        opts = plan.site.htcondor
+        if opts.max_runtime:
+            limits.append(opts.max_runtime)
+        if opts.job_flavour in JOB_FLAVOURS:
+            limits.append(JOB_FLAVOURS[opts.job_flavour])
+    return min(limits)
+
+
+def signal_margin(plan: Plan) -> int:
+    """Seconds before the walltime at which a checkpointing task is asked to save (0: never)."""
+    if not plan.job.checkpoint.enabled:
+        return 0
+    return max(plan.job.checkpoint.signal_margin, 1)
+
+
+def write_secret_env(plan: Plan, host_env: Mapping[str, str]) -> None:
+    """Write the submitter's values for the tasks to the run's 0600 env file, if any."""
+    secrets = secret_env(plan, host_env)
+    if secrets:
+        make_private_dir(plan.run_dir, plan.site.share_group)
+        write_private(env_file(plan), encode_env(secrets), mode=0o600)
+
+
+def read_marker(run_dir: Path, index: int) -> int | None:
+    """The exit code the wrapper wrote for a task, or None while there is none."""
+    try:
+        text = (run_dir / "tasks" / str(index) / "exit_code").read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def log_path(run_dir: Path, index: int) -> Path:
+    """Where a task's combined stdout and stderr go."""
+    return run_dir / "tasks" / str(index) / "task.log"
+
+
+def attempts(run_dir: Path, index: int) -> int:
+    """How many attempts the wrapper recorded for a task."""
+    try:
+        return len((run_dir / "tasks" / str(index) / "attempts").read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def requeues(run_dir: Path, index: int) -> int:
+    """How many times a task was requeued after a checkpoint (exit 85), on any backend."""
+    return _count(run_dir / "tasks" / str(index) / "requeues", 0)
+
+
+def max_requeues(run_dir: Path, index: int) -> int:
+    """The task's bound on requeues (the job's ``max_requeues``)."""
+    return _count(run_dir / "tasks" / str(index) / "max_requeues", 20)
+
+
+def _count(path: Path, default: int) -> int:
+    try:
+        return int(path.read_text().strip() or default)
+    except (FileNotFoundError, ValueError):
+        return default

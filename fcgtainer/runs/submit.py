@@ -1,0 +1,436 @@
+"""Submitting a run: plan, preflight, journal first, then one scheduler call.
+
+``submit`` is idempotent: the run's UUID is journaled before the scheduler is called, and a
+run left ``submitting`` by a crash or a timed-out call is reconciled by UUID (the backend's
+``find``) before anything is submitted again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from fcgtainer import __version__, proc
+from fcgtainer.backends import get_backend
+from fcgtainer.backends.base import Backend
+from fcgtainer.config.job import Job, load_job, parse_sets
+from fcgtainer.config.site import Site, load_site
+from fcgtainer.errors import CommandError, ConfigError, PreflightError, SubmitError
+from fcgtainer.paths import git_commit
+from fcgtainer.plan.tasks import Payload, Plan, Runtime, make_plan, secret_env
+from fcgtainer.private import make_private_dir, private_umask
+from fcgtainer.runs import cache
+from fcgtainer.runs.journal import Journal
+from fcgtainer.runs.rundir import write_run_dir
+from fcgtainer.states import State, TaskStatus
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The outcome of ``submit``: the run and whether an earlier attempt was adopted."""
+
+    plan: Plan
+    ids: Mapping[int, str]
+    adopted: bool
+    cached: Mapping[int, str] = field(default_factory=dict)  # task -> where its result is
+
+
+def choose_runtime(job: Job, site: Site, image: str | None) -> Runtime:
+    """Native or Apptainer: the site decides; ``auto`` uses Apptainer when it is there."""
+    if site.runtime == "native" or (job.image is None and image is None):
+        return "native"
+    if site.runtime == "apptainer":
+        return "apptainer"
+    return "apptainer" if shutil.which(site.apptainer.binary) else "native"
+
+
+def resolve_image(job: Job, site: Site, override: str | None) -> str | None:
+    """The SIF a run uses: ``--image``, a path in the job, or the newest build of its recipe.
+
+    A registry reference (``oras://``) is pulled to the site's cache, pinned by digest.
+    """
+    ref = override or job.image
+    if ref is None:
+        return None
+    from fcgtainer.images.registry import site_image  # oras:// references, signatures
+
+    staged = site_image(ref, site)
+    if staged is not None:
+        return staged
+    if ref.endswith(".sif") or "/" in ref:
+        return str(Path(os.path.expanduser(ref)).absolute())
+    from fcgtainer.images.build import find_image  # the images layer; only needed for recipes
+
+    return find_image(ref, site)
+
+
+def plan_run(
+    job_ref: str,
+    site_ref: str,
+    set_items: Sequence[str],
+    *,
+    image: str | None = None,
+    run_id: str | None = None,
+    max_tasks: int | None = None,
+    payload: Payload | None = None,
+) -> Plan:
+    """Load the job and the site and plan the run (no side effect)."""
+    job = load_job(job_ref)
+    site = load_site(site_ref)
+    sets = parse_sets(set_items)
+    runtime = choose_runtime(job, site, image)
+    sif = resolve_image(job, site, image) if runtime == "apptainer" else None
+    if sif is not None:
+        from fcgtainer.images.support import refuse_unsupported  # job x image (issue 24)
+
+        refuse_unsupported(job, image)
+    return make_plan(
+        job,
+        site,
+        sets,
+        run_id or str(uuid.uuid4()),
+        runtime=runtime,
+        image=sif,
+        max_tasks=max_tasks,
+    )
+
+
+def plan_key(plan: Plan) -> str:
+    """Identifies 'the same submission' across CLI invocations (everything but the UUID)."""
+    blob = json.dumps(
+        [
+            plan.job.model_dump(mode="json"),
+            plan.job.source,
+            plan.site.model_dump(mode="json"),
+            sorted(plan.sets.items()),
+            plan.image,
+            plan.runtime,
+            plan.payload,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def preflight(plan: Plan) -> None:
+    """Everything that must hold before a task is queued; raises one clear error."""
+    for name, path in plan.inputs.items():
+        spec = plan.job.inputs[name]
+        if spec.required and not Path(path).is_dir():
+            where = f"{plan.site.source}: job_inputs.{plan.job.name}.{name}"
+            if plan.job.name not in plan.site.job_inputs:
+                where = f"{plan.job.source}: inputs.{name}.default"
+            raise PreflightError(
+                f"{where}: input directory {path} does not exist",
+                "stage it there first (compute nodes may have no internet), or point the site "
+                f"profile at it: job_inputs: {{{plan.job.name}: {{{name}: /path}}}}",
+            )
+    for name, spec in plan.job.inputs.items():
+        if spec.required and name not in plan.inputs:
+            raise ConfigError(
+                f"{plan.job.source}: inputs.{name}: required input has no location",
+                f"set job_inputs.{plan.job.name}.{name} in the site profile",
+            )
+    if not plan.site.internet:
+        offline_preflight(plan)
+    for name, path in plan.inputs.items():
+        if plan.job.inputs[name].check:
+            check_input(plan, name, path)
+    if plan.runtime == "apptainer" and (plan.image is None or not Path(plan.image).is_file()):
+        raise PreflightError(
+            f"{plan.job.source}: image: no image at {plan.image}",
+            f"build it with `fcgtainer build {plan.job.image or ''}` or pass --image",
+        )
+
+
+def check_input(plan: Plan, name: str, path: str) -> None:
+    """Run the job's check of an input on this host (``inputs.NAME.check``)."""
+    argv = [
+        sys.executable if arg == "python3" else arg.replace("{path}", path)
+        for arg in plan.job.inputs[name].check
+    ]
+    try:
+        done = proc.run(argv, check=False, timeout=600, cwd=plan.job.job_dir)
+    except CommandError as exc:
+        raise PreflightError(
+            f"{plan.job.source}: inputs.{name}.check: {exc}", "fix the command in job.yaml"
+        ) from exc
+    if done.returncode != 0:
+        lines = (done.stderr.strip() or done.stdout.strip() or "no message").splitlines()
+        raise PreflightError(
+            f"input {name} ({path}): {lines[-1]}",
+            f"restage it or point the site profile elsewhere (check: {shlex.join(argv)})",
+        )
+
+
+def offline_preflight(plan: Plan) -> None:
+    """``internet: false``: refuse what a task could only do with the network."""
+    from fcgtainer.plan.container import cvmfs_modes
+
+    offline = f"{plan.site.source}: internet: false"
+    for name, path in plan.inputs.items():
+        if "://" in path:
+            raise PreflightError(
+                f"{offline}, but input {name} is a URL ({path})",
+                "stage it on a filesystem the compute nodes see and point job_inputs at it",
+            )
+    # an oras:// image is pulled here, on the submit host, before anything is queued
+    if plan.job.image and "://" in plan.job.image and not plan.job.image.startswith("oras://"):
+        raise PreflightError(
+            f"{offline}, but {plan.job.source}: image is remote ({plan.job.image})",
+            "pull it to a .sif on the shared filesystem first and pass --image",
+        )
+    for repo, mode in cvmfs_modes(plan):
+        if mode in ("cvmfsexec", "auto"):
+            how = "is mounted with cvmfsexec" if mode == "cvmfsexec" else "may need cvmfsexec"
+            raise PreflightError(
+                f"{offline}, but CVMFS repository {repo} {how}, which downloads from CVMFS servers",
+                f"set cvmfs.repositories.{repo}: host if the nodes mount it, or use an image "
+                "with the software baked in (standalone)",
+            )
+
+
+def manifest(plan: Plan) -> dict[str, Any]:
+    """What the run was made of: job and site as loaded, versions, host, image."""
+    image: dict[str, Any] | None = None
+    if plan.image:
+        from fcgtainer.images.build import image_digest
+        from fcgtainer.images.registry import origin
+
+        image = {"path": plan.image, "sha256": image_digest(Path(plan.image))}
+        image.update(origin(plan.image))  # reference, tag and digest of a pulled image
+    return {
+        "run": plan.run_id,
+        "fcgtainer": __version__,
+        "git_commit": git_commit(),
+        "host": platform.node(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "job": {
+            **plan.job.model_dump(mode="json"),
+            "source": plan.job.source,
+            "job_dir": plan.job.job_dir,
+        },
+        "site": redacted_site(plan.site),
+        "site_source": plan.site.source,
+        "env": {"names": sorted(secret_env(plan, os.environ)), "values": "not recorded"},
+        "sets": dict(plan.sets),
+        "runtime": plan.runtime,
+        "image": image,
+        "payload": payload_record(plan, image),
+        "tasks": len(plan.tasks),
+    }
+
+
+SECRET = "(not recorded)"
+
+
+def redacted_site(site: Site) -> dict[str, Any]:
+    """The site as loaded, with the values of ``env.set`` replaced by a placeholder."""
+    data = site.model_dump(mode="json")
+    data["env"]["set"] = dict.fromkeys(data["env"]["set"], SECRET)
+    return data
+
+
+def payload_record(plan: Plan, image: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Whose code the tasks run: the image's baked ``jobs/``, or the checkout's, pinned."""
+    if plan.payload == "image":
+        return {
+            "from": "image",
+            "job_dir": plan.task_job_dir,
+            "image_sha256": (image or {}).get("sha256"),
+        }
+    return {"from": "checkout", "job_dir": plan.job.job_dir, **checkout_state(plan.job.job_dir)}
+
+
+def checkout_state(directory: str) -> dict[str, Any]:
+    """The git commit of a checkout and a hash of its uncommitted changes under ``directory``.
+
+    ``uncommitted_sha256`` is None when the directory matches the commit; otherwise it hashes
+    the diff against HEAD and the content of untracked files, so two runs with the same value
+    ran the same code.
+    """
+
+    def git(*args: str) -> bytes | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", directory, *args], capture_output=True, timeout=30, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    head = git("rev-parse", "HEAD")
+    if head is None:
+        return {"git_commit": None, "uncommitted_sha256": None, "note": "not a git checkout"}
+    digest = hashlib.sha256()
+    diff = git("diff", "HEAD", "--binary", "--", ".") or b""
+    digest.update(diff)
+    untracked = git("ls-files", "-z", "--others", "--exclude-standard", "--", ".") or b""
+    names = sorted(n for n in untracked.split(b"\0") if n)
+    for name in names:
+        digest.update(b"\0" + name + b"\0")
+        with contextlib.suppress(OSError):
+            digest.update((Path(directory) / os.fsdecode(name)).read_bytes())
+    return {
+        "git_commit": head.decode().strip(),
+        "uncommitted_sha256": digest.hexdigest() if (diff or names) else None,
+    }
+
+
+def lock_path(journal: Journal, key: str) -> Path:
+    """The lock a submitter of the plan with this key holds while it submits."""
+    return journal.path.parent / "locks" / f"submit-{key[:32]}.lock"
+
+
+@contextlib.contextmanager
+def submit_lock(journal: Journal, key: str) -> Iterator[None]:
+    """Hold the plan's submit lock: one submitter adopts or creates a run, never two."""
+    path = lock_path(journal, key)
+    make_private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise SubmitError(
+                f"another `fcgtainer submit` of this job on this site is running (pid {other})",
+                "wait for it to finish, then see `fcgtainer status`",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def submitting_now(journal: Journal, key: str) -> bool:
+    """True while a live ``fcgtainer submit`` holds this plan's submit lock."""
+    path = lock_path(journal, key)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def submit(
+    plan: Plan, journal: Journal, backend: Backend | None = None, *, force: bool = False
+) -> Submitted:
+    """Journal the run, write its directory, and hand it to the scheduler once.
+
+    Under the plan's submit lock: of several identical ``submit`` commands started together,
+    one adopts (or creates) the run and the others stop with an error. A campaign's tasks
+    whose results exist under the same key are not submitted (``force``: all are); when
+    nothing changed, the scheduler is not called at all.
+    """
+    key = plan_key(plan)
+    with submit_lock(journal, key):
+        return _submit_locked(plan, journal, backend or get_backend(plan.site), key, force)
+
+
+def _submit_locked(
+    plan: Plan, journal: Journal, backend: Backend, key: str, force: bool = False
+) -> Submitted:
+    for earlier in journal.pending_runs(key):
+        # an earlier submit of this very plan crashed or timed out: reconcile by its UUID
+        again = plan_with_id(plan, earlier.id)
+        found = backend.find(again)
+        if found:
+            journal.set_backend_ids(again.run_id, found)
+            return Submitted(again, found, adopted=True)
+        _write_run_dir(again, manifest(again))
+        ids = _submit_once(backend, again)
+        journal.set_backend_ids(again.run_id, ids)
+        return Submitted(again, ids, adopted=False)
+    preflight(plan)
+    record = manifest(plan)
+    keys: dict[int, str] = {}
+    reused: dict[int, tuple[Path, int]] = {}
+    if plan.steps:
+        keys = cache.task_keys(plan, record)
+        reused = {} if force else cache.find(plan, keys)
+        record["cache"] = cache.record(plan, keys, reused)
+    journal.create_run(
+        plan.run_id,
+        job=plan.job.name,
+        site=plan.site.name,
+        scheduler=plan.site.scheduler,
+        run_dir=plan.run_dir,
+        plan_key=key,
+        manifest=record,
+        task_names=[t.name for t in plan.tasks],
+    )
+    _write_run_dir(plan, record)
+    if keys:
+        cache.apply(plan, keys, reused)
+    todo = [t.index for t in plan.tasks if t.index not in reused]
+    ids = _submit_once(backend, plan, todo) if todo else {}
+    if reused:
+        journal.update_states(
+            plan.run_id,
+            {
+                i: TaskStatus(State.SUCCEEDED, 0, f"cached: run {d.name} task {j}")
+                for i, (d, j) in reused.items()
+            },
+        )
+    journal.set_backend_ids(plan.run_id, ids)
+    where = {i: f"{d.name} task {j}" for i, (d, j) in reused.items()}
+    return Submitted(plan, ids, adopted=False, cached=where)
+
+
+def _write_run_dir(plan: Plan, record: Mapping[str, Any]) -> None:
+    """The run directory, or one clear error (a full disk, an unwritable runs_dir...)."""
+    try:
+        write_run_dir(plan, record, os.environ)
+    except OSError as exc:
+        raise SubmitError(
+            f"{plan.run_dir}: cannot write the run directory ({exc.strerror or exc})",
+            "free space or fix permissions on the runs_dir filesystem, then run the same "
+            "`fcgtainer submit` again: it resumes this run",
+        ) from None
+
+
+def _submit_once(
+    backend: Backend, plan: Plan, indices: Sequence[int] | None = None
+) -> dict[int, str]:
+    """One scheduler call; if it timed out, ask by UUID whether it went through anyway.
+
+    Under a private umask: schedulers (SLURM's ``--output``) create files with the
+    submitter's umask, and the local supervisor inherits it.
+    """
+    try:
+        with private_umask(plan.site.share_group):
+            return backend.submit(plan, indices)
+    except proc.CommandTimeout:
+        found = backend.find(plan)
+        if found:
+            return found
+        raise
+
+
+def plan_with_id(plan: Plan, run_id: str) -> Plan:
+    """The same plan under an earlier run's UUID (and so that run's directory)."""
+    run_dir = plan.site.runs_path / f"{plan.job.name}-{run_id[:8]}"
+    return replace(plan, run_id=run_id, run_dir=run_dir)

@@ -1,0 +1,1 @@
+"""The hello-campaign payload: each step reads its upstream tasks' outputs from the spec."""

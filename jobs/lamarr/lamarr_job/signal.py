@@ -1,0 +1,211 @@
+"""A forced signal decay chain: Pythia settings, a generator-level cut, and the
+truth-matched candidates of the reconstructed tracks.
+
+The chain is given as text, PDG ids, one decay per ``;``::
+
+    pythia_signal: "521 -> 443 321; 443 -> 13 -13"     # B+ -> J/psi K+, J/psi -> mu+ mu-
+
+Each decay becomes ``ID:onMode = off`` and ``ID:onIfMatch = daughters`` (Pythia
+applies it to the charge conjugate too). With ``pythia_signal_cut:
+daughters-in-lhcb`` an event is kept only if the charged final-state products of
+one signal head fly forward within LHCb's angular acceptance (10 < theta < 400
+mrad, as LHCb's ``DaughtersInLHCb`` generator cut), so the run's events are
+signal events.
+
+A candidate is one decay of the chain whose charged final-state products were
+all reconstructed (any track type): its invariant mass from the reconstructed
+momenta with the true species' masses, beside the true mass (from the true
+momenta of the same particles). Truth matching uses each track's mother and
+grandmother in the generator record, so a chain is at most two levels deep.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import ConfigError
+
+#: Masses (MeV) of the particles a track can be (PDG 2024).
+TRACK_MASSES_MEV = {11: 0.51099895, 13: 105.6583755, 211: 139.57039, 321: 493.677, 2212: 938.27209}
+#: PDG masses (MeV) of signal particles the validation knows, for the figures.
+PDG_MASSES_MEV = {
+    443: 3096.900,
+    521: 5279.41,
+    511: 5279.72,
+    421: 1864.84,
+    411: 1869.66,
+    333: 1019.461,
+}
+CUTS = ("none", "daughters-in-lhcb")
+THETA_MIN, THETA_MAX = 0.010, 0.400
+
+
+@dataclass(frozen=True)
+class Decay:
+    """One forced decay: mother and daughters (PDG ids, as written for the particle)."""
+
+    mother: int
+    daughters: tuple[int, ...]
+
+
+def parse_chain(text: str) -> tuple[Decay, ...]:
+    """Parse ``"521 -> 443 321; 443 -> 13 -13"``; the first decay is the head.
+
+    Raises
+    ------
+    ConfigError
+        On anything else than ``ID -> ID ID ...`` decays whose mothers appear once and,
+        after the head, among the daughters of an earlier decay.
+    """
+    decays: list[Decay] = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        head, arrow, tail = part.partition("->")
+        try:
+            mother = int(head)
+            daughters = tuple(int(d) for d in tail.split())
+        except ValueError:
+            arrow = ""
+        if not arrow or not daughters:
+            raise ConfigError(
+                f"params.pythia_signal: {part!r}: expected 'MOTHER -> DAUGHTER ...' (PDG ids)"
+            )
+        known = {abs(d) for decay in decays for d in decay.daughters}
+        if decays and abs(mother) not in known:
+            raise ConfigError(
+                f"params.pythia_signal: {mother} is not a daughter of an earlier decay"
+            )
+        if any(abs(mother) == abs(d.mother) for d in decays):
+            raise ConfigError(f"params.pythia_signal: {mother} decays twice")
+        decays.append(Decay(mother, daughters))
+    if not decays:
+        raise ConfigError("params.pythia_signal: empty chain")
+    return tuple(decays)
+
+
+def pythia_lines(chain: tuple[Decay, ...]) -> list[str]:
+    """Pythia settings forcing every decay of the chain."""
+    lines: list[str] = []
+    for decay in chain:
+        lines += [
+            f"{abs(decay.mother)}:onMode = off",
+            f"{abs(decay.mother)}:onIfMatch = {' '.join(str(abs(d)) for d in decay.daughters)}",
+        ]
+    return lines
+
+
+def final_products(chain: tuple[Decay, ...], mother: int) -> list[int]:
+    """|PDG ids| of the final-state products of ``mother`` through the chain."""
+    by_mother = {abs(d.mother): d for d in chain}
+    out: list[int] = []
+    for daughter in by_mother[abs(mother)].daughters:
+        out += final_products(chain, daughter) if abs(daughter) in by_mother else [abs(daughter)]
+    return out
+
+
+def passes_cut(record: Any, chain: tuple[Decay, ...], cut: str) -> bool:
+    """Whether a Pythia event holds a signal head whose charged products are in LHCb."""
+    head = abs(chain[0].mother)
+    intermediate = {abs(d.mother) for d in chain[1:]}
+    for i in range(record.size()):
+        if abs(record[i].id()) != head:
+            continue
+        if cut == "none":
+            return True
+        products: list[Any] = []
+        stack = list(record[i].daughterList())
+        while stack:
+            part = record[stack.pop()]
+            if abs(part.id()) in intermediate:
+                stack += list(part.daughterList())
+            elif part.isCharged():
+                products.append(part)
+        if products and all(p.pz() > 0 and THETA_MIN < p.theta() < THETA_MAX for p in products):
+            return True
+    return False
+
+
+def _mass(
+    px: npt.NDArray[Any], py: npt.NDArray[Any], pz: npt.NDArray[Any], m: npt.NDArray[Any]
+) -> float:
+    energy = float(np.sum(np.sqrt(px**2 + py**2 + pz**2 + m**2)))
+    return math.sqrt(
+        max(
+            energy**2 - float(np.sum(px)) ** 2 - float(np.sum(py)) ** 2 - float(np.sum(pz)) ** 2,
+            0.0,
+        )
+    )
+
+
+CANDIDATE_COLUMNS: tuple[str, ...] = (
+    "event",
+    "pid",
+    "mother_key",
+    "mass",
+    "mass_true",
+    "p",
+    "pt",
+    "n_long",
+)
+
+
+def candidates(
+    tracks: dict[str, npt.NDArray[Any]], mc: dict[str, npt.NDArray[Any]], chain: tuple[Decay, ...]
+) -> dict[str, npt.NDArray[Any]]:
+    """Truth-matched candidates of every decay of the chain (see the module docstring).
+
+    ``tracks`` and ``mc`` are the run's ``Tracks`` and ``MCTracks`` columns; a
+    track's products are found by its mother (direct daughters) or grandmother
+    (through one intermediate decay of the chain).
+    """
+    rows: list[tuple[float, ...]] = []
+    evt = tracks["event"]
+    truth = {c: mc[c][tracks["mc_key"].astype(np.int64)] for c in ("p", "tx", "ty")}
+    pz_true = truth["p"] / np.sqrt(1 + truth["tx"] ** 2 + truth["ty"] ** 2)
+    apid = np.abs(tracks["pid"]).astype(np.int64)
+    masses = np.array([TRACK_MASSES_MEV.get(int(a), 0.0) for a in apid])
+    for decay in chain:
+        products = sorted(final_products(chain, decay.mother))
+        direct = all(abs(d) not in {abs(x.mother) for x in chain} for d in decay.daughters)
+        key_column = "mother_key" if direct else "gmother_key"
+        pid_column = "mother_pid" if direct else "gmother_pid"
+        mine = np.abs(tracks[pid_column]) == abs(decay.mother)
+        if not direct:  # products reached through an intermediate decay, or directly
+            mine |= np.abs(tracks["mother_pid"]) == abs(decay.mother)
+        for event in np.unique(evt[mine]):
+            in_event = mine & (evt == event)
+            keys = np.where(
+                np.abs(tracks["mother_pid"][in_event]) == abs(decay.mother),
+                tracks["mother_key"][in_event],
+                tracks[key_column][in_event],
+            )
+            for key in np.unique(keys):
+                idx = np.flatnonzero(in_event)[keys == key]
+                if sorted(apid[idx].tolist()) != products:
+                    continue  # not every product reconstructed
+                reco = _mass(tracks["px"][idx], tracks["py"][idx], tracks["pz"][idx], masses[idx])
+                true = _mass(
+                    truth["tx"][idx] * pz_true[idx],
+                    truth["ty"][idx] * pz_true[idx],
+                    pz_true[idx],
+                    masses[idx],
+                )
+                px, py, pz = (float(np.sum(tracks[c][idx])) for c in ("px", "py", "pz"))
+                rows.append(
+                    (
+                        float(event),
+                        float(abs(decay.mother)),
+                        float(key),
+                        reco,
+                        true,
+                        math.sqrt(px**2 + py**2 + pz**2),
+                        math.hypot(px, py),
+                        float(np.sum(tracks["track_type"][idx] == 3)),
+                    )
+                )
+    table = np.array(rows, dtype=np.float64).reshape(-1, len(CANDIDATE_COLUMNS))
+    return {name: table[:, i] for i, name in enumerate(CANDIDATE_COLUMNS)}

@@ -1,0 +1,182 @@
+"""A three-step campaign on the testbed's SLURM and HTCondor, with nothing of ours alive.
+
+make (6 tasks) -> check (per_task) -> sum (all), the jobs/hello-campaign payload natively.
+The CLI submits and exits; the scheduler alone (SLURM dependencies, DAGMan) runs the steps.
+Task 2 of make fails while a file exists: only its check says "upstream failed", and sum
+reports the missing input; after the file is gone, ``resubmit --failed`` sends exactly
+make 2, check 8 and sum 12, and no succeeded task runs again (attempt counts).
+
+    tests/testbed/run-integration tests/integration/test_campaigns.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fcgtainer.runs import control, monitor
+from fcgtainer.runs.journal import Journal
+from fcgtainer.runs.rundir import attempts, read_marker
+from fcgtainer.states import State
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEDULERS = [
+    pytest.param("slurm", marks=[pytest.mark.integration, pytest.mark.slurm]),
+    pytest.param("htcondor", marks=[pytest.mark.integration, pytest.mark.htcondor]),
+]
+DEADLINE_S = 600.0  # a hang guard, not a performance threshold
+RUNS: list[str] = []
+CACHE = shutil.ignore_patterns("__pycache__")  # bytecode of the checkout: not ours to read
+
+
+@pytest.fixture(params=SCHEDULERS)
+def scheduler(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The scheduler under test; whatever the test's runs left queued is cancelled after."""
+    yield request.param
+    while RUNS:
+        run_id = RUNS.pop()
+        if request.param == "slurm":
+            for step in ("make", "check", "sum"):
+                name = f"fcg-hello-campaign-{step}-{run_id}"
+                subprocess.run(["scancel", f"--name={name}"], capture_output=True, check=False)
+        else:
+            constraint = f'FcgtainerRun == "{run_id}"'
+            subprocess.run(["condor_rm", "-constraint", constraint], capture_output=True)
+
+
+def ours_alive(skip: int, where: Path) -> list[str]:
+    """Command lines of fcgtainer CLI or supervisor processes for ``where`` (not ``skip``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == skip:
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = " ".join(a.decode(errors="replace") for a in argv)
+        if str(where) not in text:  # others may be testing on this machine
+            continue
+        if re.search(r"-m fcgtainer\b|bin/fcgtainer\b|fcgtainer\.backends\.local_runner", text):
+            found.append(f"{entry.name}: {text}")
+    return found
+
+
+def wait_markers(run_dir: Path, indices: list[int]) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not all(read_marker(run_dir, i) is not None for i in indices):
+        assert time.monotonic() < deadline, "the campaign did not reach its last step"
+        time.sleep(2)
+
+
+def test_three_steps_run_alone_fail_one_slice_and_resubmit(
+    shared_tmp_path: Path, scheduler: str
+) -> None:
+    work = shared_tmp_path
+    base = (REPO / "sites" / f"testbed-{scheduler}.yaml").read_text()
+    (work / "site.yaml").write_text(base.replace("~/fcgtainer-runs", str(work / "runs")))
+    shutil.copytree(REPO / "jobs" / "hello-campaign", work / "hello-campaign", ignore=CACHE)
+    flag = work / "broken"
+    flag.touch()
+    argv = [sys.executable, "-m", "fcgtainer", "submit", str(work / "hello-campaign")]
+    argv += ["--site", str(work / "site.yaml"), "--set", "fail_step=make"]
+    argv += ["--set", "fail_task=2", "--set", f"fail_if={flag}"]
+    cli = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = cli.communicate(timeout=300)
+    assert cli.returncode == 0, out
+    run_id = re.search(r"submitted run (\w{8})", out)
+    assert run_id, out
+    journal = Journal()
+    run = journal.run(run_id[1])
+    RUNS.append(run.id)
+    # the CLI is gone and nothing of ours runs: the scheduler drives the steps alone
+    with pytest.raises(ProcessLookupError):
+        os.kill(cli.pid, 0)
+    assert ours_alive(os.getpid(), work) == []
+    wait_markers(run.run_dir, [12])  # sum runs last (afterany / the DAG's last node)
+    assert ours_alive(os.getpid(), work) == []
+    tasks = monitor.refresh(journal, run)
+    states = {t.index: t.status.state for t in tasks}
+    print(f"\n{scheduler}: {monitor.step_counts(run, tasks)}")
+    assert states[2] is State.FAILED and read_marker(run.run_dir, 2) == 3
+    assert states[8] is State.UPSTREAM_FAILED
+    assert states[12] is State.UPSTREAM_FAILED and read_marker(run.run_dir, 12) == 88
+    ok = [i for i in range(12) if i not in (2, 8)]
+    assert [states[i] for i in ok] == [State.SUCCEEDED] * len(ok)
+    assert "upstream task" in (run.run_dir / "tasks" / "12" / "task.log").read_text()
+
+    flag.unlink()  # the cause is fixed
+    assert control.resubmit(journal, journal.run(run.id)) == 3
+    wait_markers(run.run_dir, [2, 8])
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        tasks = monitor.refresh(journal, journal.run(run.id))
+        if all(t.status.state.terminal for t in tasks) and read_marker(run.run_dir, 12) == 0:
+            break
+        assert time.monotonic() < deadline, monitor.step_counts(run, tasks)
+        time.sleep(2)
+    assert [t.status.state for t in tasks] == [State.SUCCEEDED] * 13
+    assert [attempts(run.run_dir, i) for i in ok] == [1] * len(ok)  # none ran again
+    assert attempts(run.run_dir, 2) == 2
+    total = (run.run_dir / "out" / "12" / "value.txt").read_text()
+    assert int(total) == sum(n * n for n in range(6))
+
+
+@pytest.mark.integration
+@pytest.mark.slurm
+def test_cache_on_slurm_no_call_when_unchanged_and_only_affected_tasks_after_a_change(
+    shared_tmp_path: Path,
+) -> None:
+    """Identical submit: no sbatch at all; a param of check only: check and sum go again."""
+    from collections.abc import Sequence
+    from typing import Any
+
+    from fcgtainer import proc
+    from fcgtainer.backends.slurm import SlurmBackend
+    from fcgtainer.runs import submit as runs
+
+    work = shared_tmp_path
+    base = (REPO / "sites" / "testbed-slurm.yaml").read_text()
+    (work / "site.yaml").write_text(base.replace("~/fcgtainer-runs", str(work / "runs")))
+    shutil.copytree(REPO / "jobs" / "hello-campaign", work / "hello-campaign", ignore=CACHE)
+    job, site = str(work / "hello-campaign"), str(work / "site.yaml")
+    calls: list[str] = []
+
+    def counted(argv: Sequence[str], **kwargs: Any) -> proc.Completed:
+        calls.append(Path(argv[0]).name)
+        return proc.run(argv, **kwargs)
+
+    journal = Journal()
+
+    def run_to_the_end(sets: list[str]) -> tuple[runs.Submitted, int]:
+        plan = runs.plan_run(job, site, sets)
+        RUNS.append(plan.run_id)
+        before = len(calls)
+        done = runs.submit(plan, journal, SlurmBackend(plan.site, runner=counted))
+        sbatch = calls[before:].count("sbatch")
+        deadline = time.monotonic() + DEADLINE_S
+        while not all(
+            t.status.state.terminal for t in monitor.refresh(journal, journal.run(plan.run_id))
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(2)
+        return done, sbatch
+
+    first, sbatch = run_to_the_end([])
+    assert sbatch == 3 and not first.cached
+    again, sbatch = run_to_the_end([])
+    assert sbatch == 0 and len(again.cached) == 13 and calls.count("sbatch") == 3
+    changed, sbatch = run_to_the_end(["offset=1"])
+    assert sbatch == 2 and sorted(changed.cached) == list(range(6))
+    total = (changed.plan.run_dir / "out" / "12" / "value.txt").read_text()
+    assert int(total) == 55 + 6
+    tasks = journal.tasks(changed.plan.run_id)
+    assert [t.status.state for t in tasks] == [State.SUCCEEDED] * 13
