@@ -1,7 +1,8 @@
 """The local backend's supervisor: ``python -m fcgtainer.backends.local_runner RUN_DIR N I...``.
 
 Runs the listed tasks through the job wrapper, at most N at a time, each in its own process
-group; retries what the job allows; on SIGTERM stops every task group and exits.
+group; retries what the job allows; on SIGTERM stops every task group and exits. When every
+task has finished, it writes the run's report (``report/index.html``).
 
 One supervisor per run directory: it holds ``RUN_DIR/local.lock`` for its whole life (a
 second one, e.g. from ``resubmit``, waits for it) and is listed in ``RUN_DIR/supervisors/``
@@ -101,10 +102,20 @@ def supervise(run_dir: Path, parallel: int, indices: list[int]) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX)  # held for life: one supervisor per run directory
         fresh = [i for i in indices if not _finished(run_dir, i)]
         _loop(run_dir, parallel, fresh)
+        if not _stopping:  # the run's report, as DAGMan's FINAL node writes it on HTCondor
+            _write_report(run_dir)
     finally:
         me.unlink(missing_ok=True)
         os.close(lock)
     return 0
+
+
+def _write_report(run_dir: Path) -> None:
+    """``report/index.html`` from the run directory; a failure is only logged."""
+    argv = [sys.executable, "-m", "fcgtainer.runs.report", str(run_dir)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode:
+        print(f"report not written: {done.stderr.strip()[-500:]}", file=sys.stderr, flush=True)
 
 
 def _upstream(run_dir: Path, index: int) -> set[int]:

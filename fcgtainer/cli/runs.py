@@ -115,7 +115,13 @@ def _watch(journal: object, run_id: str) -> None:
     from fcgtainer.runs.journal import Journal
 
     assert isinstance(journal, Journal)
-    code = render.watch(out, journal, journal.run(run_id))
+    record = journal.run(run_id)
+    code = render.watch(out, journal, record)
+    from fcgtainer.runs import monitor
+    from fcgtainer.runs import report as reports
+
+    path = reports.build(record, monitor.refresh(journal, record))
+    out.print(f"report: {path}", soft_wrap=True, markup=False)
     if code:
         raise typer.Exit(code)
 

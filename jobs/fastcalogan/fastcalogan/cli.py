@@ -1,4 +1,4 @@
-"""Command line of the payload: ``python3 -m fastcalogan {train,select,validate,synth} ...``."""
+"""Command line of the payload: ``python3 -m fastcalogan {train,select,validate,assemble,synth}``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,15 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser(
         "validate", help="CaloChallenge-style metrics of each selected GAN on held-out showers"
     )
-    v.add_argument("--spec", type=Path, required=True, help="the spec the task was trained with")
+    v.add_argument(
+        "--spec",
+        type=Path,
+        required=True,
+        help="the spec the task was trained with, or a campaign validate step's spec "
+        "(upstream.train: select the best checkpoint of that task first)",
+    )
+    a = sub.add_parser("assemble", help="a campaign's last step: every generator in one bundle")
+    a.add_argument("--spec", type=Path, required=True, help="spec with upstream.validate tasks")
     g = sub.add_parser("synth", help="write a SYNTHETIC dataset in the FastCaloGAN CSV layout")
     g.add_argument("--out", type=Path, required=True, help="root of the CSV tree")
     g.add_argument("--particle", default="photon", help="photon, electron or pion")
@@ -55,7 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .spec import load_spec
             from .validate import validate_task
 
-            validate_task(load_spec(args.spec))
+            cfg = load_spec(args.spec)
+            validate_task(cfg, select=cfg.train_dir is not None)
+            return 0
+        if args.command == "assemble":
+            from .assemble import assemble
+
+            assemble(args.spec)
             return 0
         from .layout import particle
         from .synthetic import write_dataset

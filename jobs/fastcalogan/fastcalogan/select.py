@@ -38,7 +38,7 @@ def select_and_export(
         (also written to ``selection.json``).
     """
     gan_dir = cfg.gan_dir(eta_slice)
-    records = checkpoint.list_records(gan_dir / "generators", stem="gen")
+    records = checkpoint.list_records(cfg.trained_dir(eta_slice) / "generators", stem="gen")
     scored = []
     for record in records:
         try:
@@ -48,7 +48,7 @@ def select_and_export(
             continue
         scored.append((snap.iteration, evaluate(snap.arrays, cfg.hp, data, cfg.eval_events), snap))
     if not scored:
-        raise DataError(f"{gan_dir}: no generator snapshot to select from")
+        raise DataError(f"{cfg.trained_dir(eta_slice)}: no generator snapshot to select from")
     best_it, best_ev, best = min(scored, key=lambda x: (x[1].chi2_ndf, x[0]))
     name = f"{cfg.particle.name} |eta| {eta_slice * 0.05:.2f}-{(eta_slice + 1) * 0.05:.2f}"
     info = {

@@ -114,6 +114,7 @@ class TrainConfig:
     out_dir: Path
     gpus: int
     image_digest: str | None = None
+    train_dir: Path | None = None  # a campaign's validate step: the train task's out_dir
 
     @property
     def packed(self) -> bool:
@@ -127,6 +128,16 @@ class TrainConfig:
     def gan_dir(self, eta_slice: int) -> Path:
         """Output directory of one GAN (snapshots, export, plots)."""
         return self.out_dir / f"gan-{self.particle.name}-eta{eta_slice:02d}"
+
+    def trained_dir(self, eta_slice: int) -> Path:
+        """Where one GAN was trained (its generator snapshots): this task, or in a
+        campaign's validate step, the out_dir of the train task it follows."""
+        return (self.train_dir or self.out_dir) / self.gan_dir(eta_slice).name
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the synthetic dataset is (made by the training task)."""
+        return self.data or (self.train_dir or self.out_dir) / "data"
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -277,4 +288,19 @@ def load_spec(path: Path) -> TrainConfig:
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     digest = spec.get("image_digest")
-    return replace(cfg, image_digest=str(digest)) if digest else cfg
+    if digest:
+        cfg = replace(cfg, image_digest=str(digest))
+    trained = (spec.get("upstream") or {}).get("train")
+    if trained is not None:
+        if not (
+            isinstance(trained, list)
+            and len(trained) == 1
+            and isinstance(trained[0], dict)
+            and isinstance(trained[0].get("out_dir"), str)
+        ):
+            raise ConfigError(
+                f"{path}: upstream.train: expected the one train task this task follows "
+                f"(needs: {{train: per_task}}), got {trained!r}"
+            )
+        cfg = replace(cfg, train_dir=Path(trained[0]["out_dir"]))
+    return cfg

@@ -66,7 +66,7 @@ def load_data(cfg: TrainConfig) -> list[ShowerSet]:
     if cfg.dataset == "csv":
         assert cfg.data is not None
         return [read_csv_slice(cfg.data, part, s, cfg.momenta) for s in cfg.eta_slices]
-    root = cfg.data or cfg.out_dir / "data"
+    root = cfg.data_dir
     todo = [
         s
         for s in cfg.eta_slices

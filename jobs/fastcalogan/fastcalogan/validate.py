@@ -22,7 +22,8 @@ Metrics (definitions after the CaloChallenge ``code/evaluate.py``):
 
 High-level features of a shower: label, log(total / Ekin), and per layer the energy
 fraction, the energy-weighted mean radial bin and its spread.
-Writes ``gan-*/validation.json`` and ``gan-*/plots/validation_layers.png``.
+Writes ``gan-*/validation.json``, ``gan-*/plots/validation_layers.png`` and the task's
+``metrics.json``.
 """
 
 from __future__ import annotations
@@ -282,25 +283,60 @@ def plot_layers(result: Mapping[str, Any], path: Path, title: str) -> Path:
     return path
 
 
-def validate_task(cfg: TrainConfig) -> list[dict[str, Any]]:
-    """``validate``: every GAN of the task, from its export (or newest snapshot)."""
+METRICS = ("chi2_ndf", "separation_power_mean", "classifier_auc", "fpd", "kpd")
+
+
+def task_metrics(results: list[Mapping[str, Any]]) -> dict[str, float]:
+    """The flat figures of ``out_dir/metrics.json`` (fcgtainer's report draws them).
+
+    One GAN: its figures. A pack: the mean over its GANs (each GAN's own figures are in its
+    ``validation.json``). ``untrained_chi2_ndf`` is the same figure before training, and
+    ``best_iteration`` the selected checkpoint (when the task selected it).
+    """
+    out: dict[str, float] = {}
+    for key in METRICS:
+        out[key] = float(np.mean([r["gan"][key] for r in results]))
+    out["untrained_chi2_ndf"] = float(np.mean([r["untrained"]["chi2_ndf"] for r in results]))
+    iterations = [r["best_iteration"] for r in results if "best_iteration" in r]
+    if iterations:
+        out["best_iteration"] = float(np.mean(iterations))
+    return out
+
+
+def validate_task(cfg: TrainConfig, select: bool = False) -> list[dict[str, Any]]:
+    """``validate``: every GAN of the task, from its export (or newest snapshot).
+
+    ``select``: first choose each GAN's best checkpoint and export it (a campaign's validate
+    step, which reads the snapshots of the train task it follows: ``cfg.train_dir``).
+    Writes ``out_dir/metrics.json`` (:func:`task_metrics`).
+    """
     from .train import load_data, log, split_data
 
     results = []
     for s, (train_set, held) in zip(cfg.eta_slices, split_data(cfg, load_data(cfg))):
         gan_dir = cfg.gan_dir(s)
+        best: dict[str, Any] = {}
+        gan_dir.mkdir(parents=True, exist_ok=True)
+        if select:
+            from .select import select_and_export
+
+            best = select_and_export(cfg, s, held, train_set)
         npz = gan_dir / "export" / "generator.npz"
         if npz.is_file():
             with np.load(npz) as z:
                 params = {k: z[k] for k in z.files}
         else:
-            records = checkpoint.list_records(gan_dir / "generators", stem="gen")
+            records = checkpoint.list_records(cfg.trained_dir(s) / "generators", stem="gen")
             if not records:
                 from .errors import DataError
 
-                raise DataError(f"{gan_dir}: nothing to validate (no export, no snapshot)")
+                raise DataError(
+                    f"{cfg.trained_dir(s)}: nothing to validate (no export, no snapshot)"
+                )
             params = checkpoint.load(records[-1]).arrays
         result = validate_gan(cfg, s, held, params, train_set)
+        if best:
+            result["best_iteration"] = best["best_iteration"]
         checkpoint.write_atomic(gan_dir / "validation.json", json.dumps(result, indent=1).encode())
         plot_layers(
             result,
@@ -320,4 +356,6 @@ def validate_task(cfg: TrainConfig) -> list[dict[str, Any]]:
             + f"  chi2/ndf {g['chi2_ndf']:.3g} (untrained {u['chi2_ndf']:.3g})"
         )
         results.append(result)
+    metrics = json.dumps(task_metrics(results), indent=1, sort_keys=True).encode()
+    checkpoint.write_atomic(cfg.out_dir / "metrics.json", metrics)
     return results
