@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from lamarr_testing import read_trees, run_task
+from lamarr_testing import JOB_DIR, read_trees, run_task
 from lhcb_testing import LHCB_MODELS
 
 SIGNAL = "521 -> 443 321; 443 -> 13 -13"
@@ -290,6 +290,40 @@ def test_a_missing_spec_or_upstream_output_is_a_config_error(
         main(["merge", "--spec", str(spec), "--out", "x.root"])
     assert exited.value.code == 2
     assert "either --spec or INPUTS with --out" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+def test_the_shipped_job_plans_generate_merge_validate(tmp_path: Path) -> None:
+    from fcgtainer.plan.tasks import task_spec
+    from fcgtainer.runs.submit import plan_run
+
+    site = tmp_path / "site.yaml"
+    site.write_text(f"scheduler: local\nruntime: native\nruns_dir: {tmp_path / 'runs'}\n")
+    plan = plan_run(str(JOB_DIR), str(site), ["runs=3..5"])
+    steps = {s.name: s for s in plan.steps}
+    assert list(steps) == ["generate", "merge", "validate"]
+    assert [len(s.plan.tasks) for s in steps.values()] == [3, 1, 1]
+    assert dict(steps["merge"].needs) == {"generate": "all"}
+    assert dict(steps["validate"].needs) == {"merge": "all"}
+    assert [t.values for t in steps["generate"].plan.tasks] == [{"run": r} for r in (3, 4, 5)]
+    assert plan.inputs["models"] == str(JOB_DIR / "data" / "lhcb-2016MU")
+    merge = steps["merge"].plan
+    spec = task_spec(merge, merge.tasks[0])
+    assert spec["upstream"] == {
+        "generate": [{"task": i, "out_dir": str(plan.out_dir(i))} for i in range(3)]
+    }
+    assert merge.job.command[3:] == ("merge", "--spec", "{spec}")
+    validate = steps["validate"].plan
+    spec = task_spec(validate, validate.tasks[0])
+    assert spec["upstream"] == {"merge": [{"task": 3, "out_dir": str(plan.out_dir(3))}]}
+    assert validate.job.command[3:] == ("validate", "--spec", "{spec}")
+
+
+def test_the_lhcb_models_are_the_default_and_pass_their_check() -> None:
+    from lamarr_job.modelconfig import check_models
+
+    config = check_models(JOB_DIR / "data" / "lhcb-2016MU")
+    assert (config.name, config.pipeline) == ("lhcb-2016MU", "lhcb")
 
 
 def test_validate_step_of_a_demo_ntuple_writes_its_counts(tmp_path: Path) -> None:
