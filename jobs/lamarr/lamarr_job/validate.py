@@ -442,7 +442,11 @@ def metrics(figures: dict[str, Any]) -> dict[str, float]:
         out[f"{name}_mass_width_err_MeV"] = fit["width_err"]
         out[f"{name}_peak_minus_pdg_MeV"] = entry["peak_minus_pdg"]
         out[f"{name}_smearing_width_MeV"] = entry["smearing_fit"]["width"]
-    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
+    return {
+        k: v if isinstance(v, int) else float(v)
+        for k, v in out.items()
+        if v is not None and math.isfinite(v)
+    }
 
 
 def validate_task(spec_path: str | Path) -> dict[str, float]:
@@ -471,7 +475,7 @@ def validate_task(spec_path: str | Path) -> dict[str, float]:
         counts = summarise(trees, events=0)
         counts.pop("events")
         counts["runs"] = len(provenance.get("runs", [provenance.get("run")]))
-        numbers = {k: float(v) for k, v in counts.items() if isinstance(v, int | float)}
+        numbers = {k: v for k, v in counts.items() if isinstance(v, int | float)}
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "validation.json", {"ntuple": str(ntuple), **numbers})
     write_json(out_dir / METRICS_NAME, numbers)
