@@ -23,11 +23,21 @@ def _parser() -> argparse.ArgumentParser:
     merge = sub.add_parser(
         "merge", help="merge runs' nTuples into one file (index and provenance kept)"
     )
-    merge.add_argument("inputs", nargs="+", help="nTuples, or directories searched for them")
-    merge.add_argument("--out", required=True, help="merged nTuple (an index .json beside it)")
+    merge.add_argument("inputs", nargs="*", help="nTuples, or directories searched for them")
+    merge.add_argument("--out", help="merged nTuple (an index .json beside it)")
+    merge.add_argument(
+        "--spec",
+        help="campaign step: merge the upstream generate tasks' nTuples into out_dir "
+        "(instead of INPUTS and --out)",
+    )
     valid = sub.add_parser("validate", help="validation plots (PNG) and figures (JSON)")
-    valid.add_argument("ntuple", help="a run's or a merged nTuple (LHCb pipeline)")
-    valid.add_argument("--out", required=True, help="directory for validation.json and PNGs")
+    valid.add_argument("ntuple", nargs="?", help="a run's or a merged nTuple (LHCb pipeline)")
+    valid.add_argument("--out", help="directory for validation.json and PNGs")
+    valid.add_argument(
+        "--spec",
+        help="campaign step: validate the upstream merge task's nTuple into out_dir, "
+        "metrics.json included (instead of NTUPLE and --out)",
+    )
     build = sub.add_parser("build-models", help="train, transpile and compile the demo models")
     build.add_argument("--out", required=True, help="new directory for the model set")
     build.add_argument("--budget", default="quick", choices=("quick", "full"))
@@ -55,9 +65,22 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _check_forms(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``merge``/``validate``: either ``--spec`` or the inputs with ``--out``, not both."""
+    given = args.inputs if args.command == "merge" else args.ntuple
+    what = "INPUTS" if args.command == "merge" else "NTUPLE"
+    if args.spec and (given or args.out):
+        parser.error(f"{args.command}: give either --spec or {what} with --out, not both")
+    if not args.spec and not (given and args.out):
+        parser.error(f"{args.command}: give --spec SPEC, or {what} and --out")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; map errors to the payload contract's exit codes."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command in ("merge", "validate"):
+        _check_forms(parser, args)
     try:
         if args.command == "generate":
             if not args.spec:
@@ -74,12 +97,20 @@ def main(argv: list[str] | None = None) -> int:
 
             manifest = build_models(args.out, budget=args.budget, seed=args.seed)
             print(json.dumps(manifest["files"], indent=2, sort_keys=True))
+        elif args.command == "merge" and args.spec:
+            from .merge import merge_task
+
+            print(json.dumps(merge_task(args.spec)))
         elif args.command == "merge":
             from pathlib import Path
 
             from .merge import merge as merge_runs
 
             print(json.dumps(merge_runs([Path(p) for p in args.inputs], Path(args.out))))
+        elif args.command == "validate" and args.spec:
+            from .validate import validate_task
+
+            print(json.dumps(validate_task(args.spec), sort_keys=True))
         elif args.command == "validate":
             from pathlib import Path
 

@@ -5,6 +5,9 @@ links (``mc_key`` of ``Tracks`` and ``MCTracks``) shifted so that they point at 
 merged ``MCTracks``. The file's ``provenance`` holds, for every input: its path,
 SHA-256, run number, the entry range of each tree in the merged file, and the
 input's own provenance. The counts are checked by reading the written file back.
+
+As a campaign step (``merge --spec``) it merges the nTuples of every ``generate`` task
+into ``out_dir/lamarr_merged.root`` and writes ``out_dir/metrics.json``.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ import numpy.typing as npt
 from .errors import InputError
 from .manifest import sha256_file
 from .output import write_json, write_ntuple
+from .spec import read_spec, spec_out_dir, upstream_dirs
 
 Columns = dict[str, npt.NDArray[Any]]
 TREES = ("MCTracks", "Tracks", "PVs", "Candidates")
+MERGED_NAME = "lamarr_merged.root"
+METRICS_NAME = "metrics.json"
 
 
 def ntuple_files(paths: list[Path]) -> list[Path]:
@@ -115,4 +121,29 @@ def merge(inputs: list[Path], output: Path) -> dict[str, Any]:
         output.with_suffix(".json"),
         {**summary, "inputs": [{k: v for k, v in i.items() if k != "provenance"} for i in index]},
     )
+    return summary
+
+
+def merge_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The numbers the run report shows for a merge: runs and entries per tree."""
+    runs = summary["runs"]
+    metrics: dict[str, float] = {"runs": len(runs), "first_run": min(runs), "last_run": max(runs)}
+    for tree, entries in summary["entries"].items():
+        metrics[f"entries_{tree}"] = entries
+    return metrics
+
+
+def merge_task(spec_path: str | Path) -> dict[str, Any]:
+    """The campaign's merge step: every ``generate`` task's nTuple into one file.
+
+    Reads ``upstream.generate`` of the spec at ``spec_path``, writes
+    ``out_dir/lamarr_merged.root`` (its index ``lamarr_merged.json`` beside it) and
+    ``out_dir/metrics.json``. A generate task of a banned run left no nTuple and adds
+    nothing.
+    """
+    spec = read_spec(spec_path)
+    inputs = upstream_dirs(spec, spec_path, "generate")
+    out_dir = spec_out_dir(spec, spec_path)
+    summary = merge(inputs, out_dir / MERGED_NAME)
+    write_json(out_dir / METRICS_NAME, merge_metrics(summary))
     return summary

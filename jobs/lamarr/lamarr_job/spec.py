@@ -235,10 +235,49 @@ def config_from_spec(spec: dict[str, Any]) -> RunConfig:
     )
 
 
-def load_spec(path: str | Path) -> RunConfig:
-    """Read ``spec.json`` and return the run configuration."""
+def read_spec(path: str | Path) -> dict[str, Any]:
+    """Read ``spec.json`` as a JSON object; ``ConfigError`` naming the file otherwise."""
     try:
         spec = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read spec: {exc}") from exc
-    return config_from_spec(spec)
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: expected a JSON object (the task spec)")
+    return spec
+
+
+def load_spec(path: str | Path) -> RunConfig:
+    """Read ``spec.json`` and return the run configuration."""
+    return config_from_spec(read_spec(path))
+
+
+def spec_out_dir(spec: dict[str, Any], path: str | Path) -> Path:
+    """The task's output directory (``out_dir`` of the spec at ``path``)."""
+    out_dir = spec.get("out_dir")
+    if not isinstance(out_dir, str) or not out_dir:
+        raise ConfigError(f"{path}: out_dir: missing (the task's output directory)")
+    return Path(out_dir)
+
+
+def upstream_dirs(spec: dict[str, Any], path: str | Path, step: str) -> list[Path]:
+    """Output directories of the upstream tasks of ``step`` (``upstream.STEP[*].out_dir``).
+
+    A campaign task reads these (payload contract); ``ConfigError`` names the spec file
+    and the key when the spec does not list them.
+    """
+    upstream = spec.get("upstream")
+    if not isinstance(upstream, dict) or step not in upstream:
+        raise ConfigError(
+            f"{path}: upstream.{step}: missing; this step reads the outputs of the {step!r} "
+            f"step (job.yaml: needs: {{{step}: all}})"
+        )
+    tasks = upstream[step]
+    if not isinstance(tasks, list) or not tasks:
+        raise ConfigError(f"{path}: upstream.{step}: expected a non-empty list of tasks")
+    dirs: list[Path] = []
+    for i, task in enumerate(tasks):
+        out_dir = task.get("out_dir") if isinstance(task, dict) else None
+        if not isinstance(out_dir, str) or not out_dir:
+            raise ConfigError(f"{path}: upstream.{step}[{i}].out_dir: missing")
+        dirs.append(Path(out_dir))
+    return dirs

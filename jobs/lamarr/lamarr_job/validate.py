@@ -11,6 +11,9 @@ Figures (each in the JSON with its statistical uncertainty, each in a PNG):
   long tracks, with a fit of a Gaussian on a flat background: peak and width,
   against the PDG mass and against the spread of (reconstructed - true) mass
   of the same candidates, which is what momentum smearing alone gives.
+
+As a campaign step (``validate --spec``) it validates the ``merge`` task's nTuple and
+also writes ``metrics.json``: the headline numbers, flat, for the run report.
 """
 
 from __future__ import annotations
@@ -23,16 +26,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import InputError
-from .merge import read_ntuple
-from .output import write_json
+from .errors import ConfigError, InputError
+from .merge import MERGED_NAME, METRICS_NAME, read_ntuple
+from .output import summarise, write_json
 from .signal import PDG_MASSES_MEV, Decay, final_products
+from .spec import read_spec, spec_out_dir, upstream_dirs
 
 Array = npt.NDArray[np.float64]
 SPECIES = {11: "e", 13: "mu", 211: "pi", 321: "K", 2212: "p"}
 P_EDGES_MEV = np.geomspace(2e3, 2e5, 11)
 ETA_EDGES = np.linspace(1.5, 5.5, 9)
 TRACK_TYPES = {3: "long", 4: "upstream", 5: "downstream"}
+#: Names of the signal particles in metric names (others: ``pidNNN``).
+PARTICLE_NAMES = {443: "jpsi", 521: "Bplus", 511: "B0", 421: "D0", 411: "Dplus", 333: "phi"}
 
 
 def _ratio(k: Array, n: Array) -> tuple[list[float | None], list[float | None]]:
@@ -86,10 +92,12 @@ def resolution(tracks: dict[str, Array]) -> dict[str, Any]:
         sel = long & (tracks["mc_p"] >= lo) & (tracks["mc_p"] < hi)
         width.append(_half_width(rel[sel]) if sel.sum() >= 20 else None)
         median.append(float(np.median(rel[sel])) if sel.sum() >= 20 else None)
+    every = long & (tracks["mc_p"] > 0)
     return {
         "p_edges_MeV": P_EDGES_MEV.tolist(),
         "dp_over_p_width": width,
         "dp_over_p_median": median,
+        "dp_over_p_width_all": _half_width(rel[every]) if every.sum() >= 20 else None,
     }
 
 
@@ -366,6 +374,17 @@ def _plots(
 def validate(ntuple: Path, out_dir: Path, plots: bool = True) -> dict[str, Any]:
     """Compute the figures of ``ntuple``, write ``validation.json`` and the PNGs."""
     trees, provenance = read_ntuple(ntuple)
+    return validate_trees(ntuple, trees, provenance, out_dir, plots)
+
+
+def validate_trees(
+    ntuple: Path,
+    trees: dict[str, dict[str, Array]],
+    provenance: dict[str, Any],
+    out_dir: Path,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """The figures of the trees read from ``ntuple``; writes ``validation.json`` and PNGs."""
     if "track_type" not in trees.get("MCTracks", {}):
         raise InputError(f"{ntuple}: not an nTuple of the LHCb pipeline (no MCTracks.track_type)")
     chain = chain_of(provenance)
@@ -383,3 +402,81 @@ def validate(ntuple: Path, out_dir: Path, plots: bool = True) -> dict[str, Any]:
         figures["plots"] = _plots(out_dir, figures, trees, chain)
     write_json(out_dir / "validation.json", figures)
     return figures
+
+
+def metrics(figures: dict[str, Any]) -> dict[str, float]:
+    """The headline numbers of ``figures``, flat, for the run report (``metrics.json``).
+
+    Counts, efficiencies per species with their binomial errors, long-track dp/p,
+    ghost probability, track-type fractions, PV resolution (um) and, for each signal
+    particle, the candidates and (with enough of them) the fitted mass peak and width
+    with their errors (MeV). Figures that could not be computed are left out.
+    """
+    out: dict[str, Any] = {"runs": len([r for r in figures["runs"] if r is not None])}
+    tracks = figures["tracks"]
+    out["tracks"] = tracks["tracks"]
+    out["ghost_probability_mean"] = tracks["ghost_probability_mean"]
+    for name, fraction in tracks["track_type_fractions"].items():
+        out[f"fraction_{name}"] = fraction
+    out["long_dp_over_p_width"] = figures["resolution"]["dp_over_p_width_all"]
+    efficiency = figures["efficiency"]
+    for name in SPECIES.values():
+        if name not in efficiency:
+            continue
+        n, e = efficiency[name]["particles"], efficiency[name]["efficiency"]
+        out[f"particles_{name}"] = n
+        out[f"efficiency_{name}"] = e
+        out[f"efficiency_{name}_err"] = math.sqrt(e * (1 - e) / n)
+    out["pv_vertices"] = figures["pv"]["vertices"]
+    for axis in ("x", "y", "z"):
+        out[f"pv_d{axis}_half_width_um"] = 1000 * figures["pv"][f"d{axis}_half_width_mm"]
+    for pid, entry in figures["mass"].items():
+        name = PARTICLE_NAMES.get(int(pid), f"pid{pid}")
+        out[f"{name}_candidates"] = entry["candidates"]
+        fit = entry["fit"]
+        if fit is None:
+            continue
+        out[f"{name}_mass_peak_MeV"] = fit["peak"]
+        out[f"{name}_mass_peak_err_MeV"] = fit["peak_err"]
+        out[f"{name}_mass_width_MeV"] = fit["width"]
+        out[f"{name}_mass_width_err_MeV"] = fit["width_err"]
+        out[f"{name}_peak_minus_pdg_MeV"] = entry["peak_minus_pdg"]
+        out[f"{name}_smearing_width_MeV"] = entry["smearing_fit"]["width"]
+    return {
+        k: v if isinstance(v, int) else float(v)
+        for k, v in out.items()
+        if v is not None and math.isfinite(v)
+    }
+
+
+def validate_task(spec_path: str | Path) -> dict[str, float]:
+    """The campaign's validate step: figures, PNGs and ``metrics.json`` of the merge.
+
+    Reads ``out_dir/lamarr_merged.root`` of the task named by ``upstream.merge`` in the
+    spec at ``spec_path``; writes ``validation.json``, the PNGs and ``metrics.json`` to
+    the task's ``out_dir``. An nTuple of the demo pipeline (no LHCb track types) gets
+    its counts and efficiency in ``metrics.json`` only. Returns the metrics.
+    """
+    spec = read_spec(spec_path)
+    dirs = upstream_dirs(spec, spec_path, "merge")
+    if len(dirs) != 1:
+        raise ConfigError(
+            f"{spec_path}: upstream.merge: validate reads one merged nTuple, got {len(dirs)} "
+            "merge tasks"
+        )
+    ntuple = dirs[0] / MERGED_NAME
+    if not ntuple.is_file():
+        raise InputError(f"{ntuple}: no merged nTuple (upstream.merge[0] in {spec_path})")
+    out_dir = spec_out_dir(spec, spec_path)
+    trees, provenance = read_ntuple(ntuple)
+    if "track_type" in trees.get("MCTracks", {}):
+        numbers = metrics(validate_trees(ntuple, trees, provenance, out_dir))
+    else:  # the demo pipeline: its summary's figures only
+        counts = summarise(trees, events=0)
+        counts.pop("events")
+        counts["runs"] = len(provenance.get("runs", [provenance.get("run")]))
+        numbers = {k: v for k, v in counts.items() if isinstance(v, int | float)}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / "validation.json", {"ntuple": str(ntuple), **numbers})
+    write_json(out_dir / METRICS_NAME, numbers)
+    return numbers

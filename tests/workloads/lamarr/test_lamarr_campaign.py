@@ -1,4 +1,5 @@
-"""A forced signal decay in Pythia, then the steps after generate: merge and validate."""
+"""A forced signal decay in Pythia, then the steps after generate: merge and validate,
+as functions and as the campaign steps of the shipped job.yaml (``--spec``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from lamarr_testing import read_trees, run_task
+from lamarr_testing import JOB_DIR, read_trees, run_task
 from lhcb_testing import LHCB_MODELS
 
 SIGNAL = "521 -> 443 321; 443 -> 13 -13"
@@ -147,3 +148,198 @@ def test_mass_fit_recovers_a_known_peak() -> None:
     assert abs(fit["peak"] - 3096.9) < 3 * fit["peak_err"]
     assert abs(fit["width"] - 12.0) < 3 * fit["width_err"]
     assert fit["peak_err"] == pytest.approx(12.0 / np.sqrt(2000), rel=0.3)
+
+
+def _step_spec(path: Path, out_dir: Path, upstream: dict[str, list[Path]]) -> Path:
+    """A campaign task's spec as fcgtainer writes it: out_dir and the upstream tasks."""
+    spec = {
+        "fcgtainer": 1,
+        "job": "lamarr",
+        "task": 9,
+        "params": {},
+        "out_dir": str(out_dir),
+        "upstream": {
+            step: [{"task": i, "out_dir": str(d)} for i, d in enumerate(dirs)]
+            for step, dirs in upstream.items()
+        },
+    }
+    path.write_text(json.dumps(spec))
+    return path
+
+
+@pytest.fixture(scope="module")
+def campaign(signal_runs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``merge --spec`` of the two signal runs, then ``validate --spec`` of the merge."""
+    from lamarr_job.__main__ import main
+
+    base = tmp_path_factory.mktemp("campaign")
+    (base / "merge").mkdir()
+    (base / "validate").mkdir()
+    runs = [signal_runs["base"] / "run11", signal_runs["base"] / "run12"]
+    merge_spec = _step_spec(base / "merge.json", base / "merge", {"generate": runs})
+    assert main(["merge", "--spec", str(merge_spec)]) == 0
+    valid_spec = _step_spec(base / "validate.json", base / "validate", {"merge": [base / "merge"]})
+    assert main(["validate", "--spec", str(valid_spec)]) == 0
+    return base
+
+
+@pytest.mark.workload
+def test_merge_step_merges_every_generate_task(campaign: Path, signal_runs: dict[str, Any]) -> None:
+    merged = read_trees(campaign / "merge" / "lamarr_merged.root")
+    assert sorted(set(merged["MCTracks"]["run"])) == [11, 12]
+    metrics = json.loads((campaign / "merge" / "metrics.json").read_text())
+    tracks = sum(s["tracks"] for s in signal_runs["summaries"])
+    assert metrics["runs"] == 2 and metrics["first_run"] == 11 and metrics["last_run"] == 12
+    assert metrics["entries_Tracks"] == tracks == len(merged["Tracks"]["run"])
+    assert metrics["entries_Candidates"] > 0
+    assert all(isinstance(v, int | float) for v in metrics.values())
+
+
+@pytest.mark.workload
+def test_validate_step_writes_metrics_and_plots(campaign: Path) -> None:
+    out = campaign / "validate"
+    metrics = json.loads((out / "metrics.json").read_text())
+    figures = json.loads((out / "validation.json").read_text())
+    # a flat object of numbers, as the run report reads it
+    assert all(isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values())
+    assert metrics["runs"] == 2
+    assert metrics["tracks"] == figures["tracks"]["tracks"] > 0
+    assert metrics["efficiency_mu"] == figures["efficiency"]["mu"]["efficiency"]
+    assert 0 < metrics["efficiency_mu_err"] < 0.5
+    long, upstream = metrics["fraction_long"], metrics["fraction_upstream"]
+    assert long + upstream + metrics["fraction_downstream"] == pytest.approx(1.0)
+    assert 0.001 < metrics["long_dp_over_p_width"] < 0.05
+    assert metrics["pv_dz_half_width_um"] > metrics["pv_dx_half_width_um"] > 0
+    # 12 events: too few candidates for a mass fit, so the counts alone
+    assert metrics["jpsi_candidates"] == figures["mass"]["443"]["candidates"] > 0
+    assert "Bplus_candidates" in metrics and "jpsi_mass_peak_MeV" not in metrics
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert {"efficiency.png", "tracks.png", "pv.png"} <= set(pngs)
+
+
+def test_metrics_carry_a_fitted_peak() -> None:
+    from lamarr_job.validate import metrics
+
+    fit = {"peak": 3100.0, "peak_err": 0.3, "width": 10.1, "width_err": 0.6}
+    figures = {
+        "runs": [1, 2],
+        "tracks": {
+            "tracks": 10,
+            "ghost_probability_mean": 0.1,
+            "track_type_fractions": {"long": 0.8, "upstream": 0.2, "downstream": None},
+        },
+        "resolution": {"dp_over_p_width_all": None},
+        "efficiency": {"mu": {"particles": 100, "efficiency": 0.75}},
+        "pv": {"vertices": 2, **{f"d{a}_half_width_mm": 0.02 for a in "xyz"}},
+        "mass": {
+            "443": {
+                "candidates": 2642,
+                "fit": fit,
+                "peak_minus_pdg": 3.1,
+                "smearing_fit": {"width": 9.9},
+            }
+        },
+    }
+    got = metrics(figures)
+    assert got["jpsi_mass_peak_MeV"] == 3100.0 and got["jpsi_mass_width_err_MeV"] == 0.6
+    assert got["jpsi_candidates"] == 2642 and got["jpsi_smearing_width_MeV"] == 9.9
+    assert got["efficiency_mu_err"] == pytest.approx((0.75 * 0.25 / 100) ** 0.5)
+    assert "fraction_downstream" not in got and "long_dp_over_p_width" not in got
+
+
+@pytest.mark.parametrize(
+    ("command", "upstream", "message"),
+    [
+        ("merge", {}, "upstream.generate: missing"),
+        ("merge", {"generate": []}, "upstream.generate: expected a non-empty list"),
+        ("validate", {"generate": [{"task": 0}]}, "upstream.merge: missing"),
+        ("validate", {"merge": [{"task": 4}]}, "upstream.merge[0].out_dir: missing"),
+    ],
+)
+def test_a_bad_step_spec_names_the_file_and_the_key(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    upstream: dict[str, Any],
+    message: str,
+) -> None:
+    from lamarr_job.__main__ import main
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"out_dir": str(tmp_path), "upstream": upstream}))
+    assert main([command, "--spec", str(spec)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"lamarr_job: error: {spec}: {message}")
+
+
+def test_a_missing_spec_or_upstream_output_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lamarr_job.__main__ import main
+
+    assert main(["merge", "--spec", str(tmp_path / "nope.json")]) == 2
+    assert f"{tmp_path / 'nope.json'}: cannot read spec" in capsys.readouterr().err
+    spec = _step_spec(tmp_path / "spec.json", tmp_path, {"merge": [tmp_path / "empty"]})
+    assert main(["validate", "--spec", str(spec)]) == 2
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'empty' / 'lamarr_merged.root'}: no merged nTuple" in error
+    spec = _step_spec(tmp_path / "spec.json", tmp_path, {"generate": [tmp_path / "empty"]})
+    assert main(["merge", "--spec", str(spec)]) == 2
+    assert f"{tmp_path / 'empty'}: no such nTuple or directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["merge", "--spec", str(spec), "--out", "x.root"])
+    assert exited.value.code == 2
+    assert "either --spec or INPUTS with --out" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+def test_the_shipped_job_plans_generate_merge_validate(tmp_path: Path) -> None:
+    from fcgtainer.plan.tasks import task_spec
+    from fcgtainer.runs.submit import plan_run
+
+    site = tmp_path / "site.yaml"
+    site.write_text(f"scheduler: local\nruntime: native\nruns_dir: {tmp_path / 'runs'}\n")
+    plan = plan_run(str(JOB_DIR), str(site), ["runs=3..5"])
+    steps = {s.name: s for s in plan.steps}
+    assert list(steps) == ["generate", "merge", "validate"]
+    assert [len(s.plan.tasks) for s in steps.values()] == [3, 1, 1]
+    assert dict(steps["merge"].needs) == {"generate": "all"}
+    assert dict(steps["validate"].needs) == {"merge": "all"}
+    assert [t.values for t in steps["generate"].plan.tasks] == [{"run": r} for r in (3, 4, 5)]
+    assert plan.inputs["models"] == str(JOB_DIR / "data" / "lhcb-2016MU")
+    merge = steps["merge"].plan
+    spec = task_spec(merge, merge.tasks[0])
+    assert spec["upstream"] == {
+        "generate": [{"task": i, "out_dir": str(plan.out_dir(i))} for i in range(3)]
+    }
+    assert merge.job.command[3:] == ("merge", "--spec", "{spec}")
+    validate = steps["validate"].plan
+    spec = task_spec(validate, validate.tasks[0])
+    assert spec["upstream"] == {"merge": [{"task": 3, "out_dir": str(plan.out_dir(3))}]}
+    assert validate.job.command[3:] == ("validate", "--spec", "{spec}")
+
+
+def test_the_lhcb_models_are_the_default_and_pass_their_check() -> None:
+    from lamarr_job.modelconfig import check_models
+
+    config = check_models(JOB_DIR / "data" / "lhcb-2016MU")
+    assert (config.name, config.pipeline) == ("lhcb-2016MU", "lhcb")
+
+
+def test_validate_step_of_a_demo_ntuple_writes_its_counts(tmp_path: Path) -> None:
+    from lamarr_job.output import write_ntuple
+    from lamarr_job.validate import validate_task
+
+    (tmp_path / "merge").mkdir()
+    mc = {
+        "p": np.ones(4),
+        "accepted": np.array([1, 1, 1, 0]),
+        "reconstructed": np.array([1, 1, 0, 0]),
+    }
+    trees = {"MCTracks": mc, "Tracks": {"p": np.ones(2)}, "PVs": {"z": np.zeros(1)}}
+    write_ntuple(tmp_path / "merge" / "lamarr_merged.root", trees, {"runs": [1, 2]})
+    spec = _step_spec(tmp_path / "spec.json", tmp_path, {"merge": [tmp_path / "merge"]})
+    metrics = validate_task(spec)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    assert metrics["runs"] == 2 and metrics["tracks"] == 2
+    assert metrics["efficiency"] == pytest.approx(2 / 3)

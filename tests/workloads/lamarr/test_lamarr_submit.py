@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -71,5 +72,9 @@ def test_mismatched_models_fail_at_submit(tmp_path: Path, fault: dict, message: 
 def test_lhcb_models_pass_the_submit_check(tmp_path: Path) -> None:
     done = _submit(tmp_path, LHCB_MODELS, "--wait")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "all 2 task(s) succeeded" in done.stdout
-    assert len(list((tmp_path / "runs").glob("lamarr-*/out/*/lamarr_run00000[12].root"))) == 2
+    # the campaign: two generate tasks, then merge and validate
+    assert "all 4 task(s) succeeded" in done.stdout
+    (run_dir,) = (tmp_path / "runs").glob("lamarr-*")
+    assert len(list(run_dir.glob("out/[01]/lamarr_run00000[12].root"))) == 2
+    assert (run_dir / "out" / "2" / "lamarr_merged.root").is_file()
+    assert json.loads((run_dir / "out" / "3" / "metrics.json").read_text())["runs"] == 2
