@@ -100,15 +100,21 @@ def test_fastcalogan_in_the_image(
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["runtime"] == "apptainer"
     assert manifest["image"]["path"] == str(image) and len(manifest["image"]["sha256"]) == 64
-    for task in range(len(slices.split(","))):
+    n = len(slices.split(","))  # the campaign: train 0..n-1, validate n..2n-1, assemble 2n
+    for task in range(n, 2 * n):
         out = run_dir / "out" / str(task)
         selection = next(out.glob("gan-photon-eta*/selection.json"))
         chosen = json.loads(selection.read_text())
         assert chosen, selection
         assert list(out.glob("gan-photon-eta*/plots/*.png"))
         assert list(out.glob("gan-photon-eta*/export/generator.npz"))
+        assert json.loads((out / "metrics.json").read_text())["chi2_ndf"] > 0
+    index = json.loads((run_dir / "out" / str(2 * n) / "index.json").read_text())
+    assert len(index["gans"]) == n
+    for task in range(2 * n + 1):
         log = (run_dir / "tasks" / str(task) / "task.log").read_text()
         assert "exited 0" in log
+    assert (run_dir / "report" / "index.html").is_file()
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,8 @@ def assemble(spec_path: Path) -> dict[str, Any]:
     worst = max(gans, key=lambda g: g["validation"]["chi2_ndf"])
     print(
         f"assembled {len(gans)} generator(s) in {bundle}: chi2/ndf median "
-        f"{metrics['chi2_ndf_median']:.3g}, worst {metrics['chi2_ndf_worst']:.3g} ({worst['name']})",
+        f"{metrics['chi2_ndf_median']:.3g}, worst {metrics['chi2_ndf_worst']:.3g} "
+        f"({worst['name']})",
         flush=True,
     )
     return index

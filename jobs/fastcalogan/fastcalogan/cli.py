@@ -1,4 +1,5 @@
-"""Command line of the payload: ``python3 -m fastcalogan {train,select,validate,assemble,synth}``."""
+"""Command line of the payload: ``python3 -m fastcalogan COMMAND`` (train, select, validate,
+assemble, synth)."""
 
 from __future__ import annotations
 

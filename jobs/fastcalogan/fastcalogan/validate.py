@@ -29,7 +29,7 @@ Writes ``gan-*/validation.json``, ``gan-*/plots/validation_layers.png`` and the 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -286,7 +286,7 @@ def plot_layers(result: Mapping[str, Any], path: Path, title: str) -> Path:
 METRICS = ("chi2_ndf", "separation_power_mean", "classifier_auc", "fpd", "kpd")
 
 
-def task_metrics(results: list[Mapping[str, Any]]) -> dict[str, float]:
+def task_metrics(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """The flat figures of ``out_dir/metrics.json`` (fcgtainer's report draws them).
 
     One GAN: its figures. A pack: the mean over its GANs (each GAN's own figures are in its
