@@ -3,7 +3,10 @@
 Measures, on the testbed's SLURM, the time from command start until all 300 tasks are in
 the queue (``squeue --me --array`` shows 300 entries) for
 
-- ``fcgtainer submit fastcalogan --site testbed-slurm`` (one ``sbatch --array``);
+- ``fcgtainer submit`` of the training step alone (the shipped job without ``steps:``: one
+  ``sbatch --array``);
+- ``fcgtainer submit fastcalogan``, the shipped three-step campaign (train 300 -> validate
+  300 -> assemble 1: three ``sbatch`` with dependencies), until all 601 are queued;
 - 300 separate ``sbatch`` calls from a bash loop (how the original per-slice scripts submit);
 - Snakemake with snakemake-executor-plugin-slurm in array mode (``--slurm-array-jobs=all``);
 
@@ -59,9 +62,13 @@ def clear() -> None:
 
 
 def until_queued(
-    argv: Sequence[str], cwd: Path, log: Path, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    cwd: Path,
+    log: Path,
+    env: dict[str, str] | None = None,
+    tasks: int = TASKS,
 ) -> float:
-    """Seconds from starting ``argv`` until TASKS tasks are queued; the command is stopped."""
+    """Seconds from starting ``argv`` until ``tasks`` tasks are queued; then it is stopped."""
     start = time.perf_counter()
     child = subprocess.Popen(
         list(argv),
@@ -72,11 +79,11 @@ def until_queued(
         start_new_session=True,
     )
     try:
-        while queued() < TASKS:
+        while queued() < tasks:
             if child.poll() not in (None, 0):
                 raise RuntimeError(f"{argv[0]} exited {child.returncode}: see {log}")
             if time.perf_counter() - start > DEADLINE_S:
-                raise RuntimeError(f"{argv[0]}: {queued()} of {TASKS} queued after {DEADLINE_S} s")
+                raise RuntimeError(f"{argv[0]}: {queued()} of {tasks} queued after {DEADLINE_S} s")
             time.sleep(0.02)
         return time.perf_counter() - start
     finally:
@@ -90,12 +97,24 @@ def until_queued(
         clear()
 
 
-def fcgtainer(work: Path) -> float:
-    """``fcgtainer submit fastcalogan --site testbed-slurm``."""
-    env = {**os.environ, "FCGTAINER_STATE_DIR": str(work / "state")}
+def one_step_job(work: Path) -> Path:
+    """The shipped job without ``steps:`` (its 300 training tasks, one array)."""
+    import yaml
+
+    data = yaml.safe_load((REPO / "jobs" / "fastcalogan" / "job.yaml").read_text())
+    data.pop("steps")
+    path = work / "fastcalogan" / "job.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def fcgtainer(work: Path, job: str, tasks: int) -> float:
+    """``fcgtainer submit JOB --site testbed-slurm`` until its ``tasks`` are queued."""
+    env = {**os.environ, "FCGTAINER_STATE_DIR": str(work / f"state-{tasks}")}
     cli = shutil.which("fcgtainer") or "fcgtainer"
-    argv = [cli, "submit", "fastcalogan", "--site", "testbed-slurm"]
-    return until_queued(argv, REPO, work / "fcgtainer.log", env)
+    argv = [cli, "submit", job, "--site", "testbed-slurm"]
+    return until_queued(argv, REPO, work / "fcgtainer.log", env, tasks)
 
 
 def separate_sbatch(work: Path) -> float:
@@ -207,11 +226,17 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     clear()
-    times: dict[str, list[float]] = {"fcgtainer": [], "sbatch x300": [], "snakemake": []}
+    times: dict[str, list[float]] = {
+        "fcgtainer": [],
+        "fcgtainer campaign": [],
+        "sbatch x300": [],
+        "snakemake": [],
+    }
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            times["fcgtainer"].append(fcgtainer(work))
+            times["fcgtainer"].append(fcgtainer(work, str(one_step_job(work)), TASKS))
+            times["fcgtainer campaign"].append(fcgtainer(work, "fastcalogan", 2 * TASKS + 1))
             times["sbatch x300"].append(separate_sbatch(work))
             if args.snakemake:
                 times["snakemake"].append(snakemake(work, args.snakemake))

@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines are noise
     try:
+        if args.command != "synth":  # the commands that load TensorFlow
+            from .runtime import check
+
+            check()
         if args.command == "train":
             from .spec import load_spec
             from .train import run

@@ -89,3 +89,20 @@ def test_kill_9_during_write(tmp_path: Path, block_at: int) -> None:
     ck = checkpoint.latest_valid(tmp_path)
     assert ck is not None and ck.iteration == 2 and float(ck.arrays["w"][0, 0]) == 3.0
     assert checkpoint.remove_stale_temporaries(tmp_path) == stale
+
+
+def test_an_old_runtime_is_one_clear_error_and_matches_job_yaml() -> None:
+    from fastcalogan import runtime
+    from fastcalogan.errors import ConfigError
+
+    runtime.check()  # this interpreter and TensorFlow: supported
+    runtime.check(tensorflow="2.12.0rc1")
+    with pytest.raises(ConfigError, match=r"TensorFlow 2\.11\.1 is older .* minimum 2\.12"):
+        runtime.check(tensorflow="2.11.1")
+    with pytest.raises(ConfigError, match=r"Python 3\.8\.6 is older .* minimum 3\.9"):
+        runtime.check(python=(3, 8, 6))
+    job = (Path(__file__).parents[3] / "jobs/fastcalogan/job.yaml").read_text()
+    python, tensorflow = (
+        ".".join(map(str, v)) for v in (runtime.MIN_PYTHON, runtime.MIN_TENSORFLOW)
+    )
+    assert f'requires: {{python: ">={python}", tensorflow: ">={tensorflow}"}}' in job
