@@ -39,7 +39,7 @@ class Links(HTMLParser):
 
 def _fcgtainer(site: Path, *args: str) -> str:
     argv = [sys.executable, "-m", "fcgtainer", *args, "--site", str(site)]
-    env = {**os.environ, "COLUMNS": "300"}
+    env = {**os.environ, "COLUMNS": "300", "FCGTAINER_STATE_DIR": str(site.parent / "state")}
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
