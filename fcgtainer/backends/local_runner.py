@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fcgtainer import tasktable
 from fcgtainer.states import EXIT_REQUEUE, NOT_RETRIED
 
 _stopping = False
@@ -118,12 +119,20 @@ def _write_report(run_dir: Path) -> None:
         print(f"report not written: {done.stderr.strip()[-500:]}", file=sys.stderr, flush=True)
 
 
-def _upstream(run_dir: Path, index: int) -> set[int]:
+def _upstream(run_dir: Path, index: int, table: dict[int, tasktable.Row]) -> set[int]:
     try:
         text = (run_dir / "tasks" / str(index) / "upstream").read_text()
     except FileNotFoundError:
-        return set()
+        return set(table[index].upstream) if index in table else set()
     return {int(w) for w in text.split() if w.isdigit()}
+
+
+def _bound(run_dir: Path, index: int, name: str, table: dict[int, tasktable.Row]) -> int:
+    """A task's ``retries`` or ``walltime``: its own file once it started, else the table's."""
+    path = run_dir / "tasks" / str(index) / name
+    if path.exists() or index not in table:
+        return _number(path, 0)
+    return int(getattr(table[index], name))
 
 
 def _next_ready(
@@ -141,7 +150,8 @@ def _loop(run_dir: Path, parallel: int, indices: list[int]) -> None:
     queue = [(i, 0) for i in indices]
     # a campaign: a task starts once every task it reads has finished (the wrapper then
     # checks their markers itself); steps thus run in dependency order
-    needs = {i: _upstream(run_dir, i) for i in indices}
+    table = tasktable.rows(run_dir)
+    needs = {i: _upstream(run_dir, i, table) for i in indices}
     running: dict[int, tuple[subprocess.Popen[bytes], int]] = {}
     started: dict[int, float] = {}
     while (queue or running) and not _stopping:
@@ -158,12 +168,13 @@ def _loop(run_dir: Path, parallel: int, indices: list[int]) -> None:
         for index, (proc, attempt) in list(running.items()):
             rc = proc.poll()
             if rc is None:
-                _enforce_walltime(run_dir, index, proc, time.monotonic() - started[index])
+                limit = _bound(run_dir, index, "walltime", table)
+                _enforce_walltime(run_dir, index, proc, time.monotonic() - started[index], limit)
                 continue
             del running[index]
             code = _exit_code(run_dir, index, rc)
             tdir = run_dir / "tasks" / str(index)
-            retries = _number(tdir / "retries", 0)
+            retries = _bound(run_dir, index, "retries", table)
             if code == EXIT_REQUEUE:
                 # the wrapper counted it against max_requeues and says when it is used up
                 again = not (tdir / "requeue_limit").exists()
@@ -186,12 +197,11 @@ def _loop(run_dir: Path, parallel: int, indices: list[int]) -> None:
 
 
 def _enforce_walltime(
-    run_dir: Path, index: int, proc: subprocess.Popen[bytes], elapsed: float
+    run_dir: Path, index: int, proc: subprocess.Popen[bytes], elapsed: float, limit: int
 ) -> None:
     """Past its walltime a task gets SIGTERM (the wrapper forwards it: a checkpointing
     payload saves and exits 85), and SIGKILL for its whole group ``KILL_GRACE_S`` later."""
     tdir = run_dir / "tasks" / str(index)
-    limit = _number(tdir / "walltime", 0)
     if limit <= 0 or elapsed < limit:
         return
     flag = tdir / "walltime_exceeded"

@@ -11,6 +11,7 @@
 ``run.sh``     the runscript of fcgtainer images (installed with the library)
 ``env.sh``     a native task's secrets: exported from their 0600 file, never on a command line
 ``upstream.sh`` a campaign task's check of its upstream tasks' markers (exit 88 if one failed)
+``table.sh``   a task's spec, argv and bounds copied from the run's task table when it starts
 =============  =====================================================================
 
 Python passes values to these scripts as arguments, never as shell text. A run directory
@@ -35,6 +36,7 @@ SCRIPTS = (
     "run.sh",
     "env.sh",
     "upstream.sh",
+    "table.sh",
 )
 
 

@@ -1,7 +1,8 @@
 #!/bin/bash
 # fcgtainer job wrapper: runs one task of a run, whatever the scheduler.
 #   RUN_DIR/wrapper.sh RUN_DIR TASK_INDEX
-# Reads the task's argv (NUL-separated, written at submit time: no shell parsing of values),
+# Copies the task's lines of the run's task table into tasks/<i>/ (table.sh), reads its argv
+# (NUL-separated, written at submit time: no shell parsing of values),
 # runs it with SIGUSR2/SIGTERM/SIGINT forwarded to the payload (which checkpoints and exits
 # 85), asks SLURM to requeue when the payload checkpointed or may be retried, and writes the
 # exit-code marker atomically. The shared checks are in RUN_DIR/node/ (codes.sh, lib.sh).
@@ -19,11 +20,20 @@ idx=$2
 . "$run_dir/node/lib.sh"
 # shellcheck source=upstream.sh
 . "$run_dir/node/upstream.sh"
+# shellcheck source=table.sh
+. "$run_dir/node/table.sh"
 dir="$run_dir/tasks/$idx"
 # what the task writes is as private as its run directory (0700, or 0750 with share_group)
 case $(stat -c %a "$run_dir" 2>/dev/null) in 75*) umask 027 ;; *) umask 077 ;; esac
 attempt=$(( ${SLURM_RESTART_COUNT:-${FCGTAINER_ATTEMPT:-0}} + 1 ))
+mkdir -p "$dir"
 exec >>"$dir/task.log" 2>&1   # every attempt appends: the first attempt's log is kept
+# the task's spec, argv and bounds: its lines of the run's task table, copied once
+if ! fcg_materialise "$run_dir" "$idx"; then
+    printf '%s\n' "$FCG_EXIT_CONFIG" > "$dir/exit_code.tmp.$$" \
+        && mv -f "$dir/exit_code.tmp.$$" "$dir/exit_code"
+    exit "$FCG_EXIT_CONFIG"
+fi
 mapfile -d '' -t argv < "$dir/argv"
 # a campaign task first checks the markers of the upstream tasks it reads: one missing or
 # non-zero -> its marker says "upstream failed" and the payload does not run
@@ -37,9 +47,9 @@ fi
 for i in "${!argv[@]}"; do
     case ${argv[$i]} in FCGTAINER_ATTEMPT=[0-9]*) argv[i]="FCGTAINER_ATTEMPT=$attempt" ;; esac
 done
-if [ -f "$dir/spec.json" ]; then
-    sed -E "s/^( *\"attempt\": )[0-9]+/\1$attempt/" "$dir/spec.json" > "$dir/.spec.json.$$" \
-        && mv -f "$dir/.spec.json.$$" "$dir/spec.json"
+if [ -f "$dir/spec.json" ]; then  # one line, "attempt" its first key (fcgtainer.tasktable)
+    sed -E "1s/^\\{\"attempt\": [0-9]+/{\"attempt\": $attempt/" "$dir/spec.json" \
+        > "$dir/.spec.json.$$" && mv -f "$dir/.spec.json.$$" "$dir/spec.json"
 fi
 mkdir -p "$run_dir/out/$idx"
 cd "$run_dir/out/$idx" || exit "$FCG_EXIT_CONFIG"

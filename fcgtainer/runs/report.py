@@ -235,20 +235,13 @@ def tasks_from_run_dir(run_dir: Path) -> list[TaskRecord]:
     point): a marker 0 is succeeded, 88 upstream failed, another code failed; no marker:
     not finished (unknown).
     """
+    from fcgtainer import tasktable
     from fcgtainer.runs.rundir import read_marker
     from fcgtainer.states import from_marker
 
     out = []
-    specs = sorted(
-        (p for p in (run_dir / "tasks").glob("*/spec.json") if p.parent.name.isdigit()),
-        key=lambda p: int(p.parent.name),
-    )
-    for path in specs:
-        index = int(path.parent.name)
-        try:
-            spec = json.loads(path.read_text())
-        except (OSError, ValueError):
-            spec = {}
+    for index in tasktable.indices(run_dir):
+        spec = tasktable.spec(run_dir, index) or {}
         name = str(spec.get("task_name", index))
         if spec.get("step"):
             name = f"step={spec['step']},{name}"

@@ -9,21 +9,26 @@ Layout (on a filesystem the compute nodes share)::
     RUN_DIR/manifest.json         job and site as loaded, versions, image
     RUN_DIR/wrapper.sh            the job wrapper every backend runs
     RUN_DIR/node/                 the launcher and the checks it shares (fcgtainer.node)
+    RUN_DIR/table/                the task table: every task's spec, argv and bounds
+                                  (fcgtainer.tasktable), copied into tasks/<i>/ by the
+                                  wrapper when the task starts:
     RUN_DIR/tasks/<i>/spec.json   parameters, as data
     RUN_DIR/tasks/<i>/argv        the task's argv, NUL-separated
     RUN_DIR/tasks/<i>/task.log    stdout and stderr of every attempt (appended)
     RUN_DIR/tasks/<i>/exit_code   the marker: written last, atomically, by the wrapper
-    RUN_DIR/out/<i>/              the payload's output and working directory
+    RUN_DIR/out/<i>/              the payload's output and working directory (made by the task)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fcgtainer import node
+from fcgtainer import node, tasktable
 from fcgtainer.plan.container import task_argv
 from fcgtainer.plan.tasks import Plan, encode_env, env_file, secret_env, task_spec
 from fcgtainer.private import make_private_dir, modes, private_umask, write_private
@@ -48,30 +53,44 @@ def write_run_dir(plan: Plan, manifest: Mapping[str, Any], host_env: Mapping[str
         for step in plan.steps:  # SLURM writes a campaign step's own output there
             make_private_dir(plan.run_dir / "steps", group)
             make_private_dir(plan.run_dir / "steps" / step.name, group)
-        for step in plan.step_plans():
-            write_tasks(step.plan, host_env)
+        write_tasks([step.plan for step in plan.step_plans()], host_env)
 
 
-def write_tasks(plan: Plan, host_env: Mapping[str, str]) -> None:
-    """Each task's spec, argv, bounds and, in a campaign, the upstream tasks it checks."""
-    group = plan.site.share_group
-    retries = str(plan.job.retries).encode()
-    for task in plan.tasks:
-        tdir = plan.task_dir(task.index)
-        make_private_dir(tdir, group)
-        make_private_dir(plan.out_dir(task.index), group)
-        spec = json.dumps(task_spec(plan, task), indent=1).encode()
-        write_private(tdir / "spec.json", spec, group)
-        argv = task_argv(plan, task, host_env)
-        write_private(tdir / "argv", b"".join(a.encode() + b"\0" for a in argv), group)
-        write_private(tdir / "retries", retries, group)
-        write_private(tdir / "max_requeues", str(plan.job.max_requeues).encode(), group)
-        write_private(tdir / "walltime", str(effective_walltime(plan)).encode(), group)
-        write_private(tdir / "signal_margin", str(signal_margin(plan)).encode(), group)
-        upstream = sorted({j for js in plan.upstream.get(task.index, {}).values() for j in js})
-        if upstream:
-            # the wrapper checks these tasks' markers before it runs the payload
-            write_private(tdir / "upstream", "".join(f"{j}\n" for j in upstream).encode(), group)
+def write_tasks(plans: Sequence[Plan], host_env: Mapping[str, str]) -> None:
+    """The task table (:mod:`fcgtainer.tasktable`) of every task of ``plans`` (a run's
+    steps) and each task's directory, for the scheduler's own output there.
+
+    A few chunk files, whatever the task count; ``out/<i>`` and the task's own files are
+    the wrapper's to make when the task starts. Written under :func:`write_run_dir`'s
+    private umask.
+    """
+    group = plans[0].site.share_group if plans else False
+    dir_mode, _ = modes(group)
+    specs: list[tuple[int, bytes]] = []
+    argvs: list[tuple[int, bytes]] = []
+    rows: list[tuple[int, bytes]] = []
+    for plan in plans:
+        bounds = (
+            plan.job.retries,
+            plan.job.max_requeues,
+            effective_walltime(plan),
+            signal_margin(plan),
+        )
+        for task in plan.tasks:
+            upstream = sorted({j for js in plan.upstream.get(task.index, {}).values() for j in js})
+            specs.append((task.index, tasktable.spec_line(task_spec(plan, task))))
+            argvs.append((task.index, tasktable.argv_line(task_argv(plan, task, host_env))))
+            rows.append((task.index, tasktable.task_line(tasktable.Row(*bounds, tuple(upstream)))))
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(plan.task_dir(task.index), dir_mode)
+    table = plans[0].run_dir / "table" if plans else None
+    if table is None:
+        return
+    make_private_dir(table, group)
+    for kind, lines in (("spec", specs), ("argv", argvs), ("task", rows)):
+        lines.sort(key=lambda item: item[0])
+        for chunk, content in tasktable.chunks(lines):
+            write_private(table / f"{chunk}.{kind}", content, group)
 
 
 def read_upstream(run_dir: Path, index: int) -> list[int]:
@@ -79,7 +98,8 @@ def read_upstream(run_dir: Path, index: int) -> list[int]:
     try:
         text = (run_dir / "tasks" / str(index) / "upstream").read_text()
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        found = tasktable.row(run_dir, index)
+        return list(found.upstream) if found else []
     return [int(w) for w in text.split() if w.isdigit()]
 
 
@@ -155,7 +175,11 @@ def requeues(run_dir: Path, index: int) -> int:
 
 def max_requeues(run_dir: Path, index: int) -> int:
     """The task's bound on requeues (the job's ``max_requeues``)."""
-    return _count(run_dir / "tasks" / str(index) / "max_requeues", 20)
+    path = run_dir / "tasks" / str(index) / "max_requeues"
+    if not path.exists():
+        found = tasktable.row(run_dir, index)
+        return found.max_requeues if found else 20
+    return _count(path, 20)
 
 
 def _count(path: Path, default: int) -> int:

@@ -149,7 +149,7 @@ def test_disk_full_while_writing_the_run_dir_is_one_error_and_resumable(
     real = rundir.write_private
 
     def full(path: Path, data: bytes, *args: object, **kwargs: object) -> None:
-        if path.name == "argv":
+        if path.suffix == ".argv":  # the task table's argv chunk
             raise OSError(errno.ENOSPC, "No space left on device")
         real(path, data, *args, **kwargs)  # type: ignore[arg-type]
 
