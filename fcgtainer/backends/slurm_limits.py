@@ -1,0 +1,251 @@
+"""SLURM's size limits and how a run's tasks are split to fit them. Pure, but for ``query_limits``.
+
+SLURM refuses an array whose indices reach ``MaxArraySize`` (default 1001: indices
+0..1000) and any job beyond ``MaxJobCount`` (default 10,000 in the controller, every array
+task counts) or beyond the QOS/association ``MaxSubmitJobs`` (pending + running, per user).
+https://slurm.schedmd.com/slurm.conf.html#OPT_MaxArraySize
+https://slurm.schedmd.com/resource_limits.html
+
+So a step of ``n`` tasks goes as ``ceil(n / MaxArraySize)`` arrays. Chunk ``k`` holds the
+step's local tasks ``k*size .. (k+1)*size - 1`` as array indices ``0 .. size-1`` and starts
+the wrapper with the task index ``SLURM_ARRAY_TASK_ID + offset`` (the run-wide index of its
+first task). The boundaries depend only on the step's local index and ``size``: two
+``per_task`` steps are split at the same boundaries, so ``aftercorr`` still pairs task i
+with task i, whichever subset of them is submitted.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from fcgtainer import proc
+from fcgtainer.config.site import Site
+from fcgtainer.errors import CommandError
+
+LIMITS_TIMEOUT_S = 60.0
+DEFAULT_MAX_ARRAY_SIZE = 1001  # slurm.conf's defaults, used when scontrol cannot be asked
+DEFAULT_MAX_JOB_COUNT = 10_000
+_CONFIG_LINE = re.compile(r"^\s*([A-Za-z][\w\[\]]*)\s*=\s*(.*?)\s*$")
+# what counts against MaxSubmitJobs: jobs not finished yet (squeue's state names)
+_SUBMITTED = frozenset(
+    {"PENDING", "RUNNING", "SUSPENDED", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING"}
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits that bind a submission, and where each came from (for ``doctor``)."""
+
+    max_array_size: int = DEFAULT_MAX_ARRAY_SIZE
+    max_job_count: int = DEFAULT_MAX_JOB_COUNT
+    max_submit_jobs: int | None = None
+    sources: Mapping[str, str] | None = None
+
+    @property
+    def array_size(self) -> int:
+        """Tasks per array: indices 0 .. MaxArraySize-1."""
+        return self.max_array_size
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the controller holds now: every job, and this user's unfinished ones."""
+
+    jobs: int = 0
+    mine: int = 0
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One ``sbatch --array`` of a step: local tasks ``start..`` as array indices ``0..``."""
+
+    start: int  # the step-local index of array index 0
+    indices: tuple[int, ...]  # step-local task indices, ascending
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """``scontrol show config`` as ``{key: value}`` (``Key = value`` lines; others ignored)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _CONFIG_LINE.match(line)
+        if match:
+            out[match.group(1)] = match.group(2)
+    return out
+
+
+def _int(value: str | None) -> int | None:
+    """A limit as a number; empty, ``(null)``, ``UNLIMITED`` or negative are no limit."""
+    if value is None:
+        return None
+    head = value.split()[0] if value.split() else ""
+    return int(head) if head.isdigit() and int(head) > 0 else None
+
+
+def config_limits(config: Mapping[str, str]) -> tuple[int | None, int | None]:
+    """``MaxArraySize`` and ``MaxJobCount`` from a parsed ``scontrol show config``."""
+    return _int(config.get("MaxArraySize")), _int(config.get("MaxJobCount"))
+
+
+def has_accounting(config: Mapping[str, str]) -> bool:
+    """True when the controller stores accounting in slurmdbd (so sacctmgr can answer)."""
+    return config.get("AccountingStorageType", "").endswith("/slurmdbd")
+
+
+def parse_assoc(stdout: str) -> tuple[int | None, str]:
+    """``sacctmgr -nP show assoc ... format=MaxSubmit,DefaultQOS``: the lowest limit, the QOS."""
+    limits: list[int] = []
+    qos = ""
+    for line in stdout.splitlines():
+        fields = line.strip().split("|")
+        if not fields or not line.strip():
+            continue
+        value = _int(fields[0])
+        if value is not None:
+            limits.append(value)
+        if len(fields) > 1 and fields[1] and not qos:
+            qos = fields[1]
+    return (min(limits) if limits else None), qos
+
+
+def parse_qos(stdout: str, name: str) -> int | None:
+    """``sacctmgr -nP show qos format=Name,MaxSubmitPU,MaxSubmitPA``: the QOS ``name``'s limit."""
+    for line in stdout.splitlines():
+        fields = line.strip().split("|")
+        if fields[0] == name:
+            values = [v for v in (_int(f) for f in fields[1:]) if v is not None]
+            return min(values) if values else None
+    return None
+
+
+def parse_usage(stdout: str, user: str) -> Usage:
+    """``squeue --array --states=all --format=%u|%T``: jobs in the controller, user's unfinished."""
+    jobs = mine = 0
+    for line in stdout.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) < 2:
+            continue
+        jobs += 1
+        if fields[0] == user and fields[1] in _SUBMITTED:
+            mine += 1
+    return Usage(jobs, mine)
+
+
+def merge_limits(
+    site: Site,
+    found_array: int | None,
+    found_jobs: int | None,
+    found_submit: int | None,
+) -> Limits:
+    """The limits in force: what SLURM says, lowered by the site profile's ``slurm.limits``."""
+    mine = site.slurm.limits
+    sources: dict[str, str] = {}
+
+    def pick(key: str, found: int | None, profile: int | None, default: int | None) -> int | None:
+        if profile is not None and (found is None or profile < found):
+            sources[key] = "site profile"
+            return profile
+        if found is not None:
+            sources[key] = "scheduler"
+            return found
+        sources[key] = "SLURM default" if default is not None else "none found"
+        return default
+
+    array = pick("max_array_size", found_array, mine.max_array_size, DEFAULT_MAX_ARRAY_SIZE)
+    jobs = pick("max_job_count", found_jobs, mine.max_job_count, DEFAULT_MAX_JOB_COUNT)
+    submit = pick("max_submit_jobs", found_submit, mine.max_submit_jobs, None)
+    return Limits(array or DEFAULT_MAX_ARRAY_SIZE, jobs or DEFAULT_MAX_JOB_COUNT, submit, sources)
+
+
+Runner = Callable[..., proc.Completed]
+
+
+def query_limits(site: Site, run: Runner) -> Limits:
+    """Ask SLURM: one ``scontrol show config``; ``sacctmgr`` only when accounting exists.
+
+    A missing or failing ``sacctmgr`` (no slurmdbd, no association) means no submit limit,
+    never an error; a failing ``scontrol`` leaves SLURM's defaults (lowered by the profile).
+    """
+    opts = site.slurm
+    config = parse_config(_quiet(run, [opts.scontrol, "show", "config"]))
+    array, jobs = config_limits(config)
+    submit: int | None = None
+    if has_accounting(config):
+        user = getpass.getuser()
+        assoc = _quiet(run, [opts.sacctmgr, "-nP", "show", "assoc", f"where user={user}",
+                             "format=MaxSubmit,DefaultQOS"])  # fmt: skip
+        submit, default_qos = parse_assoc(assoc)
+        qos_name = opts.qos or default_qos or "normal"
+        qos = _quiet(run, [opts.sacctmgr, "-nP", "show", "qos", f"where name={qos_name}",
+                           "format=Name,MaxSubmitPU,MaxSubmitPA"])  # fmt: skip
+        per_qos = parse_qos(qos, qos_name)
+        if per_qos is not None:
+            submit = per_qos if submit is None else min(submit, per_qos)
+    return merge_limits(site, array, jobs, submit)
+
+
+def _quiet(run: Runner, argv: list[str]) -> str:
+    """stdout of a command whose failure only means 'no such limit here'."""
+    try:
+        done = run(argv, timeout=LIMITS_TIMEOUT_S, check=False)
+    except CommandError:  # not installed here (doctor off the login node), or timed out
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def query_usage(site: Site, run: Runner) -> Usage:
+    """One ``squeue`` of every job the controller holds (each array task is a line)."""
+    argv = [site.slurm.squeue, "--noheader", "--array", "--states=all", "--format=%u|%T"]
+    done = run(argv, timeout=LIMITS_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        raise CommandError(done.argv, done.returncode, done.stdout, done.stderr)
+    return parse_usage(done.stdout, getpass.getuser())
+
+
+def room(limits: Limits, usage: Usage) -> int:
+    """How many more tasks SLURM accepts now: MaxJobCount and MaxSubmitJobs minus the queue."""
+    free = limits.max_job_count - usage.jobs
+    if limits.max_submit_jobs is not None:
+        free = min(free, limits.max_submit_jobs - usage.mine)
+    return max(0, free)
+
+
+def chunks(local: Iterable[int], size: int) -> list[Chunk]:
+    """Step-local task indices as arrays of at most ``size`` indices (``0 .. size-1``).
+
+    Chunk boundaries are multiples of ``size`` of the local index, whatever subset is given.
+    """
+    if size < 1:
+        raise ValueError(f"array size {size} < 1")
+    out: dict[int, list[int]] = {}
+    for i in sorted(set(local)):
+        out.setdefault(i // size, []).append(i)
+    return [Chunk(k * size, tuple(v)) for k, v in sorted(out.items())]
+
+
+def fit(ordered: Sequence[int], free: int) -> tuple[list[int], list[int]]:
+    """The first ``free`` tasks go now, the rest waits for room (order kept)."""
+    return list(ordered[:free]), list(ordered[free:])
+
+
+@dataclass(frozen=True)
+class Split:
+    """What a submission of ``total`` tasks becomes under ``limits`` with ``free`` room."""
+
+    arrays: tuple[tuple[str, int, int, int], ...]  # (step, first task, last task, count)
+    now: int
+    waiting: int
+
+
+def describe_split(steps: Sequence[tuple[str, int, int]], limits: Limits, free: int) -> Split:
+    """The arrays of a run of ``(step name, first run-wide index, tasks)`` and what fits now."""
+    arrays: list[tuple[str, int, int, int]] = []
+    for name, offset, n in steps:
+        for chunk in chunks(range(n), limits.array_size):
+            first, last = offset + chunk.indices[0], offset + chunk.indices[-1]
+            arrays.append((name, first, last, len(chunk.indices)))
+    total = sum(n for _, _, n in steps)
+    now = min(total, free)
+    return Split(tuple(arrays), now, total - now)
