@@ -150,7 +150,7 @@ def merge_limits(
         if found is not None:
             sources[key] = "scheduler"
             return found
-        sources[key] = "SLURM default" if default is not None else "none found"
+        sources[key] = "SLURM's default: not read" if default is not None else "none found"
         return default
 
     array = pick("max_array_size", found_array, mine.max_array_size, DEFAULT_MAX_ARRAY_SIZE)
@@ -162,7 +162,7 @@ def merge_limits(
 Runner = Callable[..., proc.Completed]
 
 
-def query_limits(site: Site, run: Runner) -> Limits:
+def query_limits(site: Site, run: Runner = proc.run) -> Limits:
     """Ask SLURM: one ``scontrol show config``; ``sacctmgr`` only when accounting exists.
 
     A missing or failing ``sacctmgr`` (no slurmdbd, no association) means no submit limit,
@@ -195,7 +195,7 @@ def _quiet(run: Runner, argv: list[str]) -> str:
     return done.stdout if done.returncode == 0 else ""
 
 
-def query_usage(site: Site, run: Runner) -> Usage:
+def query_usage(site: Site, run: Runner = proc.run) -> Usage:
     """One ``squeue`` of every job the controller holds (each array task is a line)."""
     argv = [site.slurm.squeue, "--noheader", "--array", "--states=all", "--format=%u|%T"]
     done = run(argv, timeout=LIMITS_TIMEOUT_S, check=False)
@@ -234,18 +234,48 @@ def fit(ordered: Sequence[int], free: int) -> tuple[list[int], list[int]]:
 class Split:
     """What a submission of ``total`` tasks becomes under ``limits`` with ``free`` room."""
 
-    arrays: tuple[tuple[str, int, int, int], ...]  # (step, first task, last task, count)
+    arrays: tuple[tuple[int, int], ...]  # (first task, last task) of each array
     now: int
     waiting: int
 
 
-def describe_split(steps: Sequence[tuple[str, int, int]], limits: Limits, free: int) -> Split:
-    """The arrays of a run of ``(step name, first run-wide index, tasks)`` and what fits now."""
-    arrays: list[tuple[str, int, int, int]] = []
-    for name, offset, n in steps:
-        for chunk in chunks(range(n), limits.array_size):
-            first, last = offset + chunk.indices[0], offset + chunk.indices[-1]
-            arrays.append((name, first, last, len(chunk.indices)))
-    total = sum(n for _, _, n in steps)
+def split_tasks(total: int, limits: Limits, free: int) -> Split:
+    """A one-step run of ``total`` tasks: its arrays, and how many go now or wait for room."""
+    arrays = tuple((c.indices[0], c.indices[-1]) for c in chunks(range(total), limits.array_size))
     now = min(total, free)
-    return Split(tuple(arrays), now, total - now)
+    return Split(arrays, now, total - now)
+
+
+def report(limits: Limits, usage: Usage | None, total: int) -> list[tuple[str, str]]:
+    """``doctor``'s lines: each limit with its source, and the split of ``total`` tasks."""
+    src = dict(limits.sources or {})
+    submit = f"{limits.max_submit_jobs:,}" if limits.max_submit_jobs is not None else "none"
+    lines = [
+        ("MaxArraySize", f"{limits.max_array_size:,} ({src.get('max_array_size', '?')})"),
+        ("MaxJobCount", f"{limits.max_job_count:,} ({src.get('max_job_count', '?')})"),
+        ("MaxSubmitJobs", f"{submit} ({src.get('max_submit_jobs', '?')})"),
+    ]
+    free = room(limits, usage) if usage is not None else limits.max_job_count
+    split = split_tasks(total, limits, free)
+    first, last = split.arrays[0], split.arrays[-1]
+    shape = f"tasks {first[0]}-{first[1]}" + (
+        f" ... {last[0]}-{last[1]}" if len(split.arrays) > 1 else ""
+    )
+    lines.append(
+        (
+            f"{total:,} tasks",
+            f"{len(split.arrays)} array(s) of up to {limits.array_size:,} ({shape})",
+        )
+    )
+    queue = f"{usage.jobs:,} jobs queued, {usage.mine:,} yours" if usage else "queue not read"
+    if split.waiting:
+        lines.append(
+            (
+                "room now",
+                f"{free:,} ({queue}): {split.now:,} go at submit, {split.waiting:,} wait for "
+                "`fcgtainer resubmit --waiting RUN` (or bundle tasks to need fewer jobs)",
+            )
+        )
+    else:
+        lines.append(("room now", f"{free:,} ({queue}): all {total:,} go at submit"))
+    return lines
