@@ -205,8 +205,12 @@ def query_usage(site: Site, run: Runner = proc.run) -> Usage:
 
 
 def room(limits: Limits, usage: Usage) -> int:
-    """How many more tasks SLURM accepts now: MaxJobCount and MaxSubmitJobs minus the queue."""
-    free = limits.max_job_count - usage.jobs
+    """How many more tasks SLURM accepts now: MaxJobCount and MaxSubmitJobs minus the queue.
+
+    slurmctld refuses a job when ``job_count + tasks >= MaxJobCount`` (``_add_job_record``
+    in ``job_mgr.c``, an array counting its tasks): one less than MaxJobCount fits.
+    """
+    free = limits.max_job_count - 1 - usage.jobs
     if limits.max_submit_jobs is not None:
         free = min(free, limits.max_submit_jobs - usage.mine)
     return max(0, free)
@@ -255,7 +259,7 @@ def report(limits: Limits, usage: Usage | None, total: int) -> list[tuple[str, s
         ("MaxJobCount", f"{limits.max_job_count:,} ({src.get('max_job_count', '?')})"),
         ("MaxSubmitJobs", f"{submit} ({src.get('max_submit_jobs', '?')})"),
     ]
-    free = room(limits, usage) if usage is not None else limits.max_job_count
+    free = room(limits, usage or Usage())
     split = split_tasks(total, limits, free)
     first, last = split.arrays[0], split.arrays[-1]
     shape = f"tasks {first[0]}-{first[1]}" + (

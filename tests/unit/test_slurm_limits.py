@@ -215,7 +215,7 @@ def _ranges(arrays: Sequence[Any]) -> list[tuple[int, int]]:
 
 def test_split_of_100000_tasks_with_slurm_defaults() -> None:
     """MaxArraySize 1001, MaxJobCount 10,000: 100 arrays of up to 1001 indices, every task
-    once; 10,000 fit in an empty queue (10 arrays), 90,000 wait."""
+    once; 9,999 fit in an empty queue (SLURM refuses reaching MaxJobCount), 90,001 wait."""
     plan = _plan(100_000)
     arrays = plan_arrays(plan, range(100_000), 1001)
     assert len(arrays) == 100
@@ -228,23 +228,23 @@ def test_split_of_100000_tasks_with_slurm_defaults() -> None:
 
     limits = Limits(max_array_size=1001, max_job_count=10_000)
     now, later = fit(range(100_000), room(limits, Usage()))
-    assert (len(now), len(later), later[0]) == (10_000, 90_000, 10_000)
+    assert (len(now), len(later), later[0]) == (9_999, 90_001, 9_999)
     first = plan_arrays(plan, now, 1001)
     assert len(first) == 10
-    assert _ranges(first)[-1] == (9009, 9999)
-    assert sum(len(a.members) for a in first) == 10_000
+    assert _ranges(first)[-1] == (9009, 9998)
+    assert sum(len(a.members) for a in first) == 9_999
 
 
 def test_split_with_max_array_size_101_and_max_job_count_150() -> None:
-    """300 tasks: arrays 0-100, 101-201, 202-299; 150 fit: 0-100 and 101-149."""
+    """300 tasks: arrays 0-100, 101-201, 202-299; 149 fit: 0-100 and 101-148."""
     plan = _plan(300)
     assert _ranges(plan_arrays(plan, range(300), 101)) == [(0, 100), (101, 201), (202, 299)]
     limits = Limits(max_array_size=101, max_job_count=150)
     now, later = fit(range(300), room(limits, Usage(jobs=0)))
-    assert _ranges(plan_arrays(plan, now, 101)) == [(0, 100), (101, 149)]
-    assert later == list(range(150, 300))
-    # room is MaxJobCount minus every job held, and MaxSubmitJobs minus mine
-    assert room(limits, Usage(jobs=140)) == 10
+    assert _ranges(plan_arrays(plan, now, 101)) == [(0, 100), (101, 148)]
+    assert later == list(range(149, 300))
+    # room is MaxJobCount - 1 minus every job held, and MaxSubmitJobs minus mine
+    assert room(limits, Usage(jobs=140)) == 9
     assert room(Limits(101, 150, max_submit_jobs=20), Usage(jobs=10, mine=5)) == 15
     assert room(limits, Usage(jobs=400)) == 0
 
@@ -299,37 +299,37 @@ def test_per_task_upstream_split_otherwise_waits_for_its_whole_array() -> None:
 
 
 def test_submit_beyond_the_room_submits_what_fits_and_says_why() -> None:
-    """MaxArraySize 101, MaxJobCount 150, 20 jobs queued: 130 of 300 go, in two arrays."""
+    """MaxArraySize 101, MaxJobCount 150, 20 jobs queued: 129 of 300 go, in two arrays."""
     fake = Fake({"scontrol": _config(101, 150), "usage": _done("x|RUNNING\n" * 20)})
     backend = SlurmBackend(_site(), runner=fake)
     plan = _plan(300)
     ids = backend.submit(plan)
-    assert sorted(ids) == list(range(130))
+    assert sorted(ids) == list(range(129))
     first, second = fake.sbatches()
-    assert _option(first, "array") == "0-100" and _option(second, "array") == "0-28"
+    assert _option(first, "array") == "0-100" and _option(second, "array") == "0-27"
     assert _option(second, "job-name") == f"{plan.name}+101"
     assert _option(second, "output") == "/runs/big-11111111/tasks/scheduler-101+%a.out"
-    assert ids[0] == "1000_0" and ids[101] == "1001_0" and ids[129] == "1001_28"
-    assert "room for 130 of 300" in backend.note and "MaxJobCount 150" in backend.note
+    assert ids[0] == "1000_0" and ids[101] == "1001_0" and ids[128] == "1001_27"
+    assert "room for 129 of 300" in backend.note and "MaxJobCount 150" in backend.note
     assert fake.calls[-1][1] == render_sbatch(plan, 101)
     assert '"$((SLURM_ARRAY_TASK_ID + 101))"' in render_sbatch(plan, 101)
 
 
 def test_feeding_a_campaign_chains_on_the_tasks_still_queued() -> None:
-    """Room for 150 of a (100) -> b (100) -> c: then b's rest waits aftercorr on a."""
+    """Room for 149 of a (100) -> b (100) -> c: then b's rest waits aftercorr on a."""
     fake = Fake({"scontrol": _config(101, 150)})
     backend = SlurmBackend(_site(), runner=fake)
     plan = _campaign(100)
     ids = backend.submit(plan)
-    assert len(ids) == 150 and max(ids) == 149 and backend.note
+    assert len(ids) == 149 and max(ids) == 148 and backend.note
     _, b = fake.sbatches()
-    assert _option(b, "array") == "0-49" and _option(b, "dependency") == "aftercorr:1000"
+    assert _option(b, "array") == "0-48" and _option(b, "dependency") == "aftercorr:1000"
     # later, room again: the waiting 50 of b and c, with a and b's first half still queued
-    rest = [t.index for t in plan.tasks if t.index >= 150]
+    rest = [t.index for t in plan.tasks if t.index >= 149]
     more = backend.submit(plan, rest, queued=ids)
     assert sorted(more) == rest and not backend.note
     b2, c = fake.sbatches()[2:]
-    assert _option(b2, "array") == "50-99" and _option(b2, "dependency") == "aftercorr:1000"
+    assert _option(b2, "array") == "49-99" and _option(b2, "dependency") == "aftercorr:1000"
     assert _option(c, "dependency") == "afterany:1001,afterany:1002"
 
 
@@ -362,7 +362,7 @@ def test_doctor_report_names_limits_and_split() -> None:
     lines = dict(report(limits, Usage(jobs=0), 100_000))
     assert lines["MaxArraySize"] == "1,001 (scheduler)"
     assert "100 array(s)" in lines["100,000 tasks"] and "99099-99999" in lines["100,000 tasks"]
-    assert "10,000 go at submit, 90,000 wait" in lines["room now"]
+    assert "9,999 go at submit, 90,001 wait" in lines["room now"]
 
 
 def test_waiting_tasks_are_journalled_pending_and_never_lost(tmp_path: Path) -> None:
@@ -377,12 +377,12 @@ def test_waiting_tasks_are_journalled_pending_and_never_lost(tmp_path: Path) -> 
     fake = Fake({"scontrol": _config(101, 150)})
     journal = Journal()
     done = submit(plan, journal, SlurmBackend(site, runner=fake))
-    assert (len(done.ids), done.waiting) == (150, 150) and "room for 150" in done.note
+    assert (len(done.ids), done.waiting) == (149, 151) and "room for 149" in done.note
     run = journal.run(plan.run_id)
     assert run.phase == "feeding"
     tasks = journal.tasks(plan.run_id)
     waiting = [t for t in tasks if not t.backend_id]
-    assert len(waiting) == 150 and all(t.status.state is State.PENDING for t in waiting)
+    assert len(waiting) == 151 and all(t.status.state is State.PENDING for t in waiting)
     assert "resubmit --waiting 11111111" in waiting[0].status.reason
     later = monitor.settle_unsubmitted(journal, run, tasks, run.created + 10**6)
     assert [t.status for t in later if not t.backend_id] == [t.status for t in waiting]
