@@ -29,6 +29,7 @@ from fcgtainer.backends.slurm_limits import (
 )
 from fcgtainer.errors import CommandError, SubmitError
 from fcgtainer.plan.tasks import Plan, StepPlan
+from fcgtainer.proc import CommandTimeout
 from fcgtainer.states import State, TaskStatus
 
 SUBMIT_TIMEOUT_S = 120.0
@@ -447,9 +448,10 @@ class SlurmBackend(Backend):
         Only as many tasks as SLURM has room for now (``MaxJobCount`` and ``MaxSubmitJobs``
         minus what is queued) are submitted, in run order; the others are left out of the
         result and :attr:`note` says why: the caller keeps them waiting for
-        ``fcgtainer resubmit --waiting``. Neither ``--hold`` nor a chain of arrays that
-        submit each other helps: held jobs count against both limits, and a chain needs
-        sbatch and the run's state on the nodes.
+        ``fcgtainer resubmit --waiting``. So are the rest when ``sbatch`` refuses a later
+        array (the queue filled meanwhile); a refused first array is an error. Neither
+        ``--hold`` nor a chain of arrays that submit each other helps: held jobs count
+        against both limits, and a chain needs sbatch and the run's state on the nodes.
         """
         chosen = set(indices) if indices is not None else {t.index for t in plan.tasks}
         order = [i for step in plan.step_plans() for i in step.indices if i in chosen]
@@ -466,7 +468,17 @@ class SlurmBackend(Backend):
             needs = dependency(array.waits, jobs)
             argv = [self.site.slurm.sbatch, *sbatch_options(sub, array.members, needs, array.start)]
             stdin = render_sbatch(sub, array.start)
-            done = self._run(argv, timeout=SUBMIT_TIMEOUT_S, stdin=stdin)
+            try:
+                done = self._run(argv, timeout=SUBMIT_TIMEOUT_S, stdin=stdin)
+            except CommandTimeout:
+                raise  # it may have gone through: the caller reconciles by name
+            except CommandError as exc:
+                if not out:
+                    raise
+                # refused after some arrays went (the queue filled meanwhile?): the rest waits
+                why = (exc.stderr.strip().splitlines() or [f"exit code {exc.returncode}"])[-1]
+                self.note = f"sbatch refused an array after {len(out):,} tasks went ({why})"
+                return out
             job_id = parse_sbatch(done.stdout)
             jobs[f"#{k}"] = job_id
             out.update({i: f"{job_id}_{array.array_index(i)}" for i in array.members})

@@ -386,3 +386,24 @@ def test_waiting_tasks_are_journalled_pending_and_never_lost(tmp_path: Path) -> 
     assert "resubmit --waiting 11111111" in waiting[0].status.reason
     later = monitor.settle_unsubmitted(journal, run, tasks, run.created + 10**6)
     assert [t.status for t in later if not t.backend_id] == [t.status for t in waiting]
+
+
+def test_sbatch_refusing_a_later_array_leaves_the_rest_waiting() -> None:
+    """The queue filled between the count and the second sbatch: what went is kept."""
+
+    class Refusing(Fake):
+        def __call__(self, argv: Sequence[str], **kwargs: Any) -> proc.Completed:
+            if argv[0] == "sbatch" and self.next_job > 1000:
+                self.calls.append((list(argv), kwargs.get("stdin")))
+                raise CommandError(argv, 1, stderr="sbatch: error: QOSMaxSubmitJobPerUserLimit")
+            return super().__call__(argv, **kwargs)
+
+    fake = Refusing({"scontrol": _config(101, 10_000)})
+    backend = SlurmBackend(_site(), runner=fake)
+    ids = backend.submit(_plan(300))
+    assert sorted(ids) == list(range(101))
+    assert "after 101 tasks" in backend.note and "QOSMaxSubmitJobPerUserLimit" in backend.note
+    first = Refusing({"scontrol": _config(101, 10_000)})
+    first.next_job = 1001  # the very first sbatch is refused: an error, nothing waits
+    with pytest.raises(CommandError):
+        SlurmBackend(_site(), runner=first).submit(_plan(300))
