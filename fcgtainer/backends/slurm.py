@@ -15,20 +15,20 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from fcgtainer.backends.base import Backend
 from fcgtainer.backends.slurm_limits import (
     DEFAULT_MAX_ARRAY_SIZE,
     Limits,
-    chunks,
+    dependency,
     fit,
+    plan_arrays,
     query_limits,
     query_usage,
     room,
 )
 from fcgtainer.errors import CommandError, SubmitError
-from fcgtainer.plan.tasks import Plan, StepPlan
+from fcgtainer.plan.tasks import Plan
 from fcgtainer.proc import CommandTimeout
 from fcgtainer.states import State, TaskStatus
 
@@ -166,94 +166,6 @@ def output_pattern(plan: Plan, start: int = 0) -> str:
     if start:  # tasks/<i>/ exists only for the task itself: SLURM cannot add START to %a
         return _pattern(f"{plan.run_dir}/tasks/scheduler-{prefix}") + "%a.out"
     return _pattern(f"{plan.run_dir}/tasks/") + "%a/scheduler.out"
-
-
-Placed = Mapping[int, tuple[str, int]]  # task -> (job: an id or "#k", its array index)
-
-
-def waits_for(
-    step: StepPlan, index: int, placed: Placed, array_index: int
-) -> tuple[tuple[str, str], ...]:
-    """What a campaign task waits for among the arrays queued (task -> job, array index).
-
-    ``per_task``: ``aftercorr`` on the array holding its own upstream task when that task
-    has the same array index (SLURM pairs equal indices: always so when both steps are split
-    with the same array size); otherwise (arrays split with another ``MaxArraySize``)
-    ``afterany`` on that whole array, and the wrapper's marker check decides. ``all``:
-    ``afterany`` on every array of that step. Upstream tasks not queued have finished
-    already: the wrapper checks their markers.
-    """
-    waits: set[tuple[str, str]] = set()
-    for name, how in step.needs.items():
-        for j in step.plan.upstream.get(index, {}).get(name, ()):
-            if j not in placed:
-                continue
-            job, upstream_index = placed[j]
-            paired = how == "per_task" and upstream_index == array_index
-            waits.add(("aftercorr" if paired else "afterany", job))
-    return tuple(sorted(waits, key=lambda w: (_order(w[1]), w[0])))
-
-
-def _order(job: str) -> tuple[int, int]:
-    """Queued ids first, then this submission's arrays in the order they go."""
-    return (1, int(job[1:])) if job.startswith("#") else (0, int(job))
-
-
-@dataclass(frozen=True)
-class Array:
-    """One ``sbatch``: tasks of one step and chunk with the same dependencies.
-
-    ``waits`` names jobs queued before (ids) or arrays of the same submission (``#k``, the
-    k-th of the list).
-    """
-
-    step: StepPlan
-    start: int
-    members: tuple[int, ...]
-    waits: tuple[tuple[str, str], ...]
-
-    def array_index(self, index: int) -> int:
-        """The SLURM array index of run-wide task ``index``."""
-        return index - self.step.plan.offset - self.start
-
-
-def plan_arrays(
-    plan: Plan,
-    chosen: Iterable[int],
-    size: int = DEFAULT_MAX_ARRAY_SIZE,
-    queued: Mapping[int, str] | None = None,
-) -> list[Array]:
-    """The arrays that submit ``chosen`` (pure): per step, per chunk of ``size``, per needs.
-
-    ``queued`` maps tasks still in the queue (``JOB_INDEX``) to chain on: a campaign step
-    fed later waits for the upstream tasks that were submitted earlier.
-    """
-    wanted = set(chosen)
-    placed: dict[int, tuple[str, int]] = {}
-    for task, job_id in (queued or {}).items():
-        job, _, idx = job_id.partition("_")
-        if job.isdigit() and idx.isdigit():
-            placed[task] = (job, int(idx))
-    out: list[Array] = []
-    for step in plan.step_plans():
-        sub = step.plan
-        local = [i - sub.offset for i in step.indices if i in wanted]
-        for chunk in chunks(local, size):
-            groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
-            for i in chunk.indices:
-                waits = waits_for(step, sub.offset + i, placed, i - chunk.start)
-                groups.setdefault(waits, []).append(sub.offset + i)
-            for waits, members in groups.items():
-                key = f"#{len(out)}"
-                for i in members:
-                    placed[i] = (key, i - sub.offset - chunk.start)
-                out.append(Array(step, chunk.start, tuple(members), waits))
-    return out
-
-
-def dependency(waits: Iterable[tuple[str, str]], jobs: Mapping[str, str]) -> str | None:
-    """``aftercorr:ID,afterany:ID`` with ``#k`` replaced by what ``jobs`` says it is."""
-    return ",".join(f"{kind}:{jobs.get(job, job)}" for kind, job in waits) or None
 
 
 def render_sbatch(plan: Plan, start: int = 0) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from fcgtainer import proc
-from fcgtainer.backends.slurm import SlurmBackend, plan_arrays, render_sbatch
+from fcgtainer.backends.slurm import SlurmBackend, render_sbatch
 from fcgtainer.backends.slurm_limits import (
     Limits,
     Usage,
@@ -23,6 +23,7 @@ from fcgtainer.backends.slurm_limits import (
     parse_config,
     parse_qos,
     parse_usage,
+    plan_arrays,
     query_limits,
     report,
     room,
