@@ -189,7 +189,8 @@ def resubmit(
     out.print(f"resubmitted {n} task(s)")
     left = journal.run(record.id)
     if left.phase == "feeding":
-        rest = [t for t in journal.tasks(record.id) if not t.backend_id]
+        tasks = journal.tasks(record.id)
+        rest = [t for t in tasks if not t.backend_id and not t.status.state.terminal]
         out.print(
             f"  {len(rest)} task(s) still wait for room in the queue: run "
             f"`fcgtainer resubmit --waiting {record.id[:8]}` again as tasks finish"

@@ -408,3 +408,53 @@ def test_sbatch_refusing_a_later_array_leaves_the_rest_waiting() -> None:
     first.next_job = 1001  # the very first sbatch is refused: an error, nothing waits
     with pytest.raises(CommandError):
         SlurmBackend(_site(), runner=first).submit(_plan(300))
+
+
+def test_resubmit_waiting_feeds_the_rest_chained_on_what_is_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 tasks, room 149: submit sends 149; resubmit --waiting sends the other 151
+    once the queue has room again, and leaves nothing waiting."""
+    from fcgtainer.runs import control, monitor
+    from fcgtainer.runs import submit as runs
+    from fcgtainer.runs.journal import Journal
+
+    site_file = tmp_path / "small.yaml"
+    site_file.write_text(
+        f"scheduler: slurm\nruntime: native\nruns_dir: {tmp_path / 'runs'}\n"
+        "slurm: {limits: {max_array_size: 101, max_job_count: 150}}\n"
+    )
+    job_dir = tmp_path / "jobs" / "big"
+    job_dir.mkdir(parents=True)
+    (job_dir / "job.yaml").write_text('command: ["true"]\nmatrix: {n: {range: [0, 300]}}\n')
+    fake = Fake({})
+    make = lambda site: SlurmBackend(site, runner=fake)  # noqa: E731
+    monkeypatch.setattr(control, "get_backend", make)
+    monkeypatch.setattr(monitor, "get_backend", make)
+    journal = Journal()
+    plan = runs.plan_run(str(job_dir / "job.yaml"), str(site_file), [])
+    done = runs.submit(plan, journal, make(plan.site))
+    assert (len(done.ids), done.waiting) == (149, 151)
+    queued = "".join(f"{v}|RUNNING|None\n" for v in done.ids.values())
+    fake.answers["squeue"] = _done(queued)  # status: the 149 are running
+    fake.answers["usage"] = _done("someone|RUNNING\n" * 149)
+
+    def feed() -> int:
+        return control.resubmit(journal, journal.run(plan.run_id), states=set(), waiting=True)
+
+    assert feed() == 0
+    assert journal.run(plan.run_id).phase == "feeding"  # still no room: nothing lost either
+    fake.answers["squeue"] = _done("")  # the first 149 finished and left the queue
+    fake.answers["usage"] = _done("")
+    for i in range(149):
+        (plan.run_dir / "tasks" / str(i) / "exit_code").write_text("0\n")
+    assert feed() == 149
+    assert journal.run(plan.run_id).phase == "feeding"
+    assert feed() == 2
+    assert journal.run(plan.run_id).phase == "submitted"
+    tasks = journal.tasks(plan.run_id)
+    assert all(t.backend_id for t in tasks)
+    assert len({t.backend_id for t in tasks}) == 300
+    names = [_option(argv, "job-name") for argv in fake.sbatches()]
+    assert names[-1] == f"{plan.name}+202"  # tasks 298-299: the third chunk of 101
+    assert _option(fake.sbatches()[-1], "array") == "96-97"
