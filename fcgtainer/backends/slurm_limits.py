@@ -175,11 +175,11 @@ def query_limits(site: Site, run: Runner = proc.run) -> Limits:
     submit: int | None = None
     if has_accounting(config):
         user = getpass.getuser()
-        assoc = _quiet(run, [opts.sacctmgr, "-nP", "show", "assoc", f"where user={user}",
+        assoc = _quiet(run, [opts.sacctmgr, "-nP", "show", "assoc", "where", f"user={user}",
                              "format=MaxSubmit,DefaultQOS"])  # fmt: skip
         submit, default_qos = parse_assoc(assoc)
         qos_name = opts.qos or default_qos or "normal"
-        qos = _quiet(run, [opts.sacctmgr, "-nP", "show", "qos", f"where name={qos_name}",
+        qos = _quiet(run, [opts.sacctmgr, "-nP", "show", "qos", "where", f"name={qos_name}",
                            "format=Name,MaxSubmitPU,MaxSubmitPA"])  # fmt: skip
         per_qos = parse_qos(qos, qos_name)
         if per_qos is not None:

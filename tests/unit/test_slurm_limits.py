@@ -187,7 +187,7 @@ def test_query_limits_reads_the_qos_with_accounting() -> None:
     assert limits.max_submit_jobs == 300
     assert fake.tools() == ["scontrol", "sacctmgr", "sacctmgr"]
     qos_call = next(argv for argv, _ in fake.calls if "qos" in argv)
-    assert "where name=long" in qos_call
+    assert qos_call[-3:] == ["where", "name=long", "format=Name,MaxSubmitPU,MaxSubmitPA"]
 
 
 def test_query_limits_tolerates_missing_tools() -> None:
