@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from fcgtainer import proc
 from fcgtainer.config.site import Site
@@ -17,16 +17,25 @@ class Backend(abc.ABC):
     """What every scheduler backend offers; ids are strings, calls are batched."""
 
     name: str = ""
+    note: str = ""  # why the last submit left tasks out (no room in the scheduler), or ""
 
     def __init__(self, site: Site, runner: Runner = proc.run) -> None:
         self.site = site
         self._run = runner  # the one subprocess seam: tests substitute it
 
     @abc.abstractmethod
-    def submit(self, plan: Plan, indices: Sequence[int] | None = None) -> dict[int, str]:
+    def submit(
+        self,
+        plan: Plan,
+        indices: Sequence[int] | None = None,
+        *,
+        queued: Mapping[int, str] | None = None,
+    ) -> dict[int, str]:
         """Submit the plan's tasks (or only ``indices``) in as few calls as possible.
 
-        Returns the scheduler id of each submitted task, by task index.
+        ``queued``: scheduler ids of the run's tasks still queued, for a backend that chains
+        a campaign's later tasks on them (SLURM dependencies). Returns the scheduler id of
+        each submitted task, by task index; a task left out waits for room (:attr:`note`).
         """
 
     @abc.abstractmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -308,7 +308,13 @@ class HTCondorBackend(Backend):
             link.unlink()
         link.symlink_to(plan.run_dir / EVENT_LOG)
 
-    def submit(self, plan: Plan, indices: Sequence[int] | None = None) -> dict[int, str]:
+    def submit(
+        self,
+        plan: Plan,
+        indices: Sequence[int] | None = None,
+        *,
+        queued: Mapping[int, str] | None = None,  # not needed: no limit leaves tasks waiting
+    ) -> dict[int, str]:
         """One cluster with an item per chosen task; returns ``cluster.proc`` per task."""
         import htcondor2  # type: ignore[import-untyped,import-not-found,unused-ignore]
 

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from fcgtainer.backends.base import Backend
@@ -89,7 +89,13 @@ class LocalBackend(Backend):
         wrapper = ["bash", str(plan.run_dir / "wrapper.sh"), str(plan.run_dir), "INDEX"]
         return f"{shlex.join(argv)} &\n# in the background, for each task: {shlex.join(wrapper)}\n"
 
-    def submit(self, plan: Plan, indices: Sequence[int] | None = None) -> dict[int, str]:
+    def submit(
+        self,
+        plan: Plan,
+        indices: Sequence[int] | None = None,
+        *,
+        queued: Mapping[int, str] | None = None,  # not needed: no limit leaves tasks waiting
+    ) -> dict[int, str]:
         """Start the supervisor for the run and return at once."""
         chosen = list(indices) if indices is not None else [t.index for t in plan.tasks]
         fd = os.open(plan.run_dir / "local.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

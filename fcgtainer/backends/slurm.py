@@ -1,4 +1,8 @@
-"""The SLURM backend: one ``sbatch --array`` per run, ``squeue`` then ``sacct`` for status.
+"""The SLURM backend: ``sbatch --array`` per step and chunk, ``squeue`` then ``sacct`` for status.
+
+A step larger than ``MaxArraySize`` goes as several arrays (:mod:`slurm_limits`), each
+starting the wrapper with its chunk's task offset; what does not fit under ``MaxJobCount``
+or ``MaxSubmitJobs`` now waits in the journal and is fed by ``fcgtainer resubmit --waiting``.
 
 Options reach ``sbatch`` as argv elements (never parsed by a shell or by ``#SBATCH``
 comments); the batch script goes on standard input and only starts the job wrapper with
@@ -13,8 +17,19 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 
 from fcgtainer.backends.base import Backend
+from fcgtainer.backends.slurm_limits import (
+    DEFAULT_MAX_ARRAY_SIZE,
+    Limits,
+    dependency,
+    fit,
+    plan_arrays,
+    query_limits,
+    query_usage,
+    room,
+)
 from fcgtainer.errors import CommandError, SubmitError
-from fcgtainer.plan.tasks import Plan, StepPlan
+from fcgtainer.plan.tasks import Plan
+from fcgtainer.proc import CommandTimeout
 from fcgtainer.states import State, TaskStatus
 
 SUBMIT_TIMEOUT_S = 120.0
@@ -86,17 +101,22 @@ def signal_margin(plan: Plan) -> int | None:
 
 
 def sbatch_options(
-    plan: Plan, indices: Sequence[int] | None = None, dependency: str | None = None
+    plan: Plan,
+    indices: Sequence[int] | None = None,
+    dependency: str | None = None,
+    start: int = 0,
 ) -> list[str]:
     """The ``sbatch`` options of a run (or of some of its tasks), one argv element each.
 
     For a campaign step (``plan.step``) the array indices are the step's own (0..n-1, so
     that ``aftercorr`` pairs task i with task i), its scheduler output goes under
-    ``steps/<step>/`` and ``dependency`` is its ``--dependency``.
+    ``steps/<step>/`` and ``dependency`` is its ``--dependency``. ``start`` is the chunk's
+    first step-local task (:func:`slurm_limits.chunks`): array index ``a`` is local task
+    ``start + a``, and the job name says so (``NAME+START``) for ``find``.
     """
     opts = plan.site.slurm
     chosen = list(indices) if indices is not None else [t.index for t in plan.tasks]
-    array = array_spec(i - plan.offset for i in chosen)
+    array = array_spec(i - plan.offset - start for i in chosen)
     if opts.array_limit:
         array += f"%{opts.array_limit}"
     res = plan.resources
@@ -108,10 +128,10 @@ def sbatch_options(
         "--constraint": opts.constraint,
         "--cpus-per-task": str(res.cpus),
         "--export": "NIL",
-        "--job-name": plan.name,
+        "--job-name": chunk_name(plan, start),
         "--mem": f"{res.memory}M",
         "--open-mode": "append",
-        "--output": output_pattern(plan),
+        "--output": output_pattern(plan, start),
         "--partition": opts.partition,
         "--qos": opts.qos,
         "--time": _walltime(res.walltime),
@@ -133,42 +153,27 @@ def sbatch_options(
     return ["--parsable", *argv, "--requeue", *opts.extra_flags]
 
 
-def output_pattern(plan: Plan) -> str:
-    """Where SLURM writes a task's own output (``%a`` is the array index)."""
+def chunk_name(plan: Plan, start: int) -> str:
+    """The name of the array whose index 0 is local task ``start``: ``NAME`` or ``NAME+START``."""
+    return plan.name if start == 0 else f"{plan.name}+{start}"
+
+
+def output_pattern(plan: Plan, start: int = 0) -> str:
+    """Where SLURM writes a task's own output (``%a`` is the array index, task ``start + %a``)."""
+    prefix = f"{start}+" if start else ""
     if plan.step:
-        return _pattern(f"{plan.run_dir}/steps/{plan.step}/") + "%a.out"
+        return _pattern(f"{plan.run_dir}/steps/{plan.step}/{prefix}") + "%a.out"
+    if start:  # tasks/<i>/ exists only for the task itself: SLURM cannot add START to %a
+        return _pattern(f"{plan.run_dir}/tasks/scheduler-{prefix}") + "%a.out"
     return _pattern(f"{plan.run_dir}/tasks/") + "%a/scheduler.out"
 
 
-def waits_for(step: StepPlan, index: int, arrays: Mapping[int, str]) -> tuple[tuple[str, str], ...]:
-    """What a campaign task waits for among the arrays submitted with it (task -> job id).
+def render_sbatch(plan: Plan, start: int = 0) -> str:
+    """The batch script (sent on ``sbatch``'s standard input): it only starts the wrapper.
 
-    ``per_task``: ``aftercorr`` on the array holding its own upstream task; ``all``:
-    ``afterany`` on every array of that step. Upstream tasks not submitted now have
-    finished already: the wrapper checks their markers.
+    The task index is the array index plus the chunk's first run-wide task (step offset and
+    ``start``), computed by bash from ``SLURM_ARRAY_TASK_ID`` and a rendered literal.
     """
-    waits: list[tuple[str, str]] = []
-    for name, how in step.needs.items():
-        upstream = step.plan.upstream.get(index, {}).get(name, ())
-        jobs = sorted({arrays[j] for j in upstream if j in arrays}, key=int)
-        kind = "aftercorr" if how == "per_task" else "afterany"
-        waits += [(kind, job) for job in jobs]
-    return tuple(waits)
-
-
-def dependency(plan: Plan, step: StepPlan, jobs: Mapping[str, str]) -> str | None:
-    """``aftercorr:ID`` (per_task) / ``afterany:ID`` (all) on the arrays submitted with it.
-
-    ``jobs`` maps the steps submitted in the same go to their job ids; a needed step not in
-    it has finished already (its markers are checked by the wrapper).
-    """
-    kinds = {"per_task": "aftercorr", "all": "afterany"}
-    parts = [f"{kinds[how]}:{jobs[name]}" for name, how in step.needs.items() if name in jobs]
-    return ",".join(parts) or None
-
-
-def render_sbatch(plan: Plan) -> str:
-    """The batch script (sent on ``sbatch``'s standard input): it only starts the wrapper."""
     run_dir = shlex.quote(str(plan.run_dir))
     lines = [
         "#!/bin/bash",
@@ -183,37 +188,57 @@ def render_sbatch(plan: Plan) -> str:
             "module load " + " ".join(shlex.quote(m) for m in modules),
         ]
     task = '"$SLURM_ARRAY_TASK_ID"'
-    if plan.offset:
-        task = f'"$((SLURM_ARRAY_TASK_ID + {plan.offset}))"'
+    if plan.offset + start:
+        task = f'"$((SLURM_ARRAY_TASK_ID + {plan.offset + start}))"'
     lines.append(f"exec /bin/bash {run_dir}/wrapper.sh {run_dir} {task}")
     return "\n".join(lines) + "\n"
 
 
-def describe_sbatch(plan: Plan) -> str:
+def describe_sbatch(plan: Plan, size: int | None = None) -> str:
     """One bash command that is exactly the submission: options plus script on stdin.
 
-    A campaign is one such command per step; ``$JOB_<step>`` stands for the job id the
-    ``sbatch`` of an earlier step printed.
+    A campaign is one such command per array; ``$JOB_<step>`` (``$JOB_<step>_<k>`` for a
+    step's later arrays) stands for the job id the ``sbatch`` of an earlier array printed.
+    ``size``: tasks per array (default: the site profile's ``slurm.limits.max_array_size``,
+    else SLURM's default 1001).
     """
+    size = size or plan.site.slurm.limits.max_array_size or DEFAULT_MAX_ARRAY_SIZE
     out = []
     jobs: dict[str, str] = {}
-    for step in plan.step_plans():
-        sub = step.plan
-        script = render_sbatch(sub)
+    seen: dict[str, int] = {}
+    for k, array in enumerate(plan_arrays(plan, (t.index for t in plan.tasks), size)):
+        sub = array.step.plan
+        script = render_sbatch(sub, array.start)
         eof = "FCGTAINER_EOF"
         while eof in script:
             eof += "_"
-        needs = dependency(plan, step, jobs)
-        argv = shlex.join([plan.site.slurm.sbatch, *sbatch_options(sub, None, needs)])
+        needs = dependency(array.waits, jobs)
+        options = sbatch_options(sub, array.members, needs, array.start)
+        argv = shlex.join([plan.site.slurm.sbatch, *options])
         if needs:  # let the shell expand $JOB_<step> (the only unquoted value)
             argv = argv.replace(shlex.quote(f"--dependency={needs}"), f'"--dependency={needs}"')
         if plan.steps:
-            variable = "JOB_" + step.name.replace("-", "_").replace(".", "_")
+            name = array.step.name
+            variable = "JOB_" + name.replace("-", "_").replace(".", "_")
+            if seen.get(name):
+                variable += f"_{seen[name]}"
+            seen[name] = seen.get(name, 0) + 1
             out.append(f"{variable}=$({argv} <<'{eof}'\n{script}{eof}\n)\n")
-            jobs[step.name] = "${" + variable + "%%;*}"  # --parsable: ID or ID;CLUSTER
+            jobs[f"#{k}"] = "${" + variable + "%%;*}"  # --parsable: ID or ID;CLUSTER
         else:
             out.append(f"{argv} <<'{eof}'\n{script}{eof}\n")
     return "".join(out)
+
+
+def waiting_note(limits: Limits, free: int, total: int) -> str:
+    """Why only ``free`` of ``total`` tasks went now, naming the limits."""
+    submit = (
+        f", MaxSubmitJobs {limits.max_submit_jobs:,}" if limits.max_submit_jobs is not None else ""
+    )
+    return (
+        f"SLURM had room for {free:,} of {total:,} tasks (MaxJobCount "
+        f"{limits.max_job_count:,}{submit}, minus the jobs queued)"
+    )
 
 
 def parse_sbatch(stdout: str) -> str:
@@ -305,45 +330,92 @@ class SlurmBackend(Backend):
     name = "slurm"
     accounting: bool | None = None  # learnt from the first sacct call
 
+    _limits: Limits | None = None
+
+    def limits(self) -> Limits:
+        """The size limits in force (asked once per backend: ``scontrol``, ``sacctmgr``)."""
+        if self._limits is None:
+            self._limits = query_limits(self.site, self._run)
+        return self._limits
+
     def describe(self, plan: Plan) -> str:
         """What ``submit`` would run, as one bash command (for ``--dry-run``)."""
-        return describe_sbatch(plan)
+        return describe_sbatch(plan, self.limits().array_size)
 
-    def submit(self, plan: Plan, indices: Sequence[int] | None = None) -> dict[int, str]:
-        """One ``sbatch --array`` per step for the chosen tasks; ``JOBID_INDEX`` per task.
+    def submit(
+        self,
+        plan: Plan,
+        indices: Sequence[int] | None = None,
+        *,
+        queued: Mapping[int, str] | None = None,
+    ) -> dict[int, str]:
+        """The chosen tasks as arrays of at most ``MaxArraySize``; ``JOBID_INDEX`` per task.
 
-        A campaign's steps go in order, each with a ``--dependency`` on the arrays of the
-        steps it needs that are submitted in the same go. ``aftercorr`` pairs array indices,
-        so a step whose tasks wait on different arrays (some upstream tasks go again, some
-        are done) is split into one array per set of dependencies: usually one.
+        A campaign's steps go in order, each array with a ``--dependency`` on the arrays of
+        the steps it needs, submitted in the same go or still ``queued`` (task -> id).
+        ``aftercorr`` pairs array indices, so a step whose tasks wait on different arrays
+        (some upstream tasks go again, some are done) is split into one array per set of
+        dependencies: usually one per chunk.
+
+        Only as many tasks as SLURM has room for now (``MaxJobCount`` and ``MaxSubmitJobs``
+        minus what is queued) are submitted, in run order; the others are left out of the
+        result and :attr:`note` says why: the caller keeps them waiting for
+        ``fcgtainer resubmit --waiting``. So are the rest when ``sbatch`` refuses a later
+        array (the queue filled meanwhile); a refused first array is an error. Neither
+        ``--hold`` nor a chain of arrays that submit each other helps: held jobs count
+        against both limits, and a chain needs sbatch and the run's state on the nodes.
         """
         chosen = set(indices) if indices is not None else {t.index for t in plan.tasks}
+        order = [i for step in plan.step_plans() for i in step.indices if i in chosen]
+        limits = self.limits()
+        free = room(limits, query_usage(self.site, self._run))
+        now, later = fit(order, free)
+        self.note = ""
+        if later:
+            self.note = waiting_note(limits, free, len(order))
         out: dict[int, str] = {}
-        arrays: dict[int, str] = {}  # task -> the job id of the array it went in
-        for step in plan.step_plans():
-            groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
-            for index in (i for i in step.indices if i in chosen):
-                groups.setdefault(waits_for(step, index, arrays), []).append(index)
-            sub = step.plan
-            for waits, members in groups.items():
-                needs = ",".join(f"{kind}:{job}" for kind, job in waits) or None
-                argv = [self.site.slurm.sbatch, *sbatch_options(sub, members, needs)]
-                done = self._run(argv, timeout=SUBMIT_TIMEOUT_S, stdin=render_sbatch(sub))
-                job_id = parse_sbatch(done.stdout)
-                for i in members:
-                    arrays[i] = job_id
-                    out[i] = f"{job_id}_{i - sub.offset}"
+        jobs: dict[str, str] = {}
+        for k, array in enumerate(plan_arrays(plan, now, limits.array_size, queued)):
+            sub = array.step.plan
+            needs = dependency(array.waits, jobs)
+            argv = [self.site.slurm.sbatch, *sbatch_options(sub, array.members, needs, array.start)]
+            stdin = render_sbatch(sub, array.start)
+            try:
+                done = self._run(argv, timeout=SUBMIT_TIMEOUT_S, stdin=stdin)
+            except CommandTimeout:
+                raise  # it may have gone through: the caller reconciles by name
+            except CommandError as exc:
+                if not out:
+                    raise
+                # refused after some arrays went (the queue filled meanwhile?): the rest waits
+                why = (exc.stderr.strip().splitlines() or [f"exit code {exc.returncode}"])[-1]
+                self.note = f"sbatch refused an array after {len(out):,} tasks went ({why})"
+                return out
+            job_id = parse_sbatch(done.stdout)
+            jobs[f"#{k}"] = job_id
+            out.update({i: f"{job_id}_{array.array_index(i)}" for i in array.members})
         return out
 
     def find(self, plan: Plan) -> dict[int, str]:
-        """Tasks already queued (or recorded) under this run's name: the newest job wins."""
-        if plan.steps:
-            merged: dict[int, str] = {}
-            for step in plan.steps:  # a campaign's arrays are named per step
-                local = self.find(step.plan)
-                merged.update({step.plan.offset + i: v for i, v in local.items()})
-            return merged
+        """Tasks already queued (or recorded) under this run's names: the newest job wins.
+
+        A step split in chunks has one name per chunk (``NAME``, ``NAME+START``...): one
+        ``squeue`` asks for all of them; the name gives each array index its task.
+        """
+        size = self.limits().array_size
+        merged: dict[int, str] = {}
+        for step in plan.step_plans():  # a campaign's arrays are named per step
+            sub = step.plan
+            starts = range(0, max(1, len(sub.tasks)), size)
+            names = {chunk_name(sub, s): sub.offset + s for s in starts}
+            for index, task_id in self._find_names(names).items():
+                merged[index] = task_id
+        return merged
+
+    def _find_names(self, names: Mapping[str, int]) -> dict[int, str]:
+        """Run-wide task -> newest ``JOB_INDEX`` among jobs named ``names`` (name -> offset)."""
         opts = self.site.slurm
+        listed = ",".join(names)
         done = self._run(
             [
                 opts.squeue,
@@ -351,13 +423,13 @@ class SlurmBackend(Backend):
                 "--array",
                 "--states=all",
                 "--me",
-                f"--name={plan.name}",
-                "--format=%i|%T|%r",
+                f"--name={listed}",
+                "--format=%i|%T|%r|%j",
             ],
             timeout=QUERY_TIMEOUT_S,
         )
-        ids = _names(done.stdout)
-        if not ids and self._accounting():
+        lines = done.stdout
+        if not _names(lines) and self._accounting():
             acct = self._run(
                 [
                     opts.sacct,
@@ -365,20 +437,25 @@ class SlurmBackend(Backend):
                     "--parsable2",
                     "--allocations",
                     "--starttime=now-14days",
-                    f"--name={plan.name}",
-                    "--format=JobID,State",
+                    f"--name={listed}",
+                    "--format=JobID,State,JobName",
                 ],
                 timeout=QUERY_TIMEOUT_S,
                 check=False,
             )
-            ids = _names(acct.stdout) if acct.returncode == 0 else []
+            lines = acct.stdout if acct.returncode == 0 else ""
+        first = next(iter(names.values()))
         found: dict[int, str] = {}
-        for task_id in ids:
-            if "_" not in task_id:
-                continue
-            job, index = (int(x) for x in task_id.split("_"))
-            if index not in found or int(found[index].split("_")[0]) < job:
-                found[index] = task_id
+        for line in lines.splitlines():
+            fields = line.strip().split("|")
+            offset = names.get(fields[-1], first) if len(fields) > 2 else first
+            for task_id in _names(fields[0]):
+                if "_" not in task_id:
+                    continue
+                job, array_index = (int(x) for x in task_id.split("_"))
+                index = offset + array_index
+                if index not in found or int(found[index].split("_")[0]) < job:
+                    found[index] = task_id
         return found
 
     def status(self, ids: Sequence[str]) -> dict[str, TaskStatus]:

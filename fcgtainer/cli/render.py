@@ -157,6 +157,14 @@ def submitted(console: Console, done: Submitted) -> None:
         )
         if not done.ids:
             console.print("  nothing changed: no scheduler call")
+    if done.waiting:
+        console.print(
+            f"  {done.waiting} task(s) wait for room: {done.note}. Feed them with "
+            f"`fcgtainer resubmit --waiting {plan.run_id[:8]}` as tasks finish "
+            "(each call submits what fits), or bundle tasks to need fewer jobs",
+            soft_wrap=True,
+            markup=False,
+        )
     console.print(f"  run directory: {plan.run_dir}")
     console.print(f"  follow it:     fcgtainer status {plan.run_id[:8]} --watch")
 

@@ -167,7 +167,17 @@ def resubmit(
     cancelled: Annotated[
         bool, typer.Option("--cancelled", help="Tasks that were cancelled.")
     ] = False,
-    all_: Annotated[bool, typer.Option("--all", help="Failed, lost and cancelled tasks.")] = False,
+    waiting: Annotated[
+        bool,
+        typer.Option(
+            "--waiting",
+            help="Tasks the scheduler had no room for yet (SLURM MaxJobCount/MaxSubmitJobs): "
+            "submit as many as fit now.",
+        ),
+    ] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Failed, lost, cancelled and waiting tasks.")
+    ] = False,
 ) -> None:
     """Submit some of a run's tasks again, under the same run (default: --failed)."""
     from fcgtainer.runs import control
@@ -175,13 +185,22 @@ def resubmit(
     from fcgtainer.states import State
 
     states: set[State] = set()
-    if failed or all_ or not cancelled:
+    if failed or all_ or not (cancelled or waiting):
         states |= control.FAILED
     if cancelled or all_:
         states |= control.CANCELLED
     journal = Journal()
-    n = control.resubmit(journal, journal.run(run), states=states)
+    record = journal.run(run)
+    n = control.resubmit(journal, record, states=states, waiting=waiting or all_)
     out.print(f"resubmitted {n} task(s)")
+    left = journal.run(record.id)
+    if left.phase == "feeding":
+        tasks = journal.tasks(record.id)
+        rest = [t for t in tasks if not t.backend_id and not t.status.state.terminal]
+        out.print(
+            f"  {len(rest)} task(s) still wait for room in the queue: run "
+            f"`fcgtainer resubmit --waiting {record.id[:8]}` again as tasks finish"
+        )
 
 
 @app.command()

@@ -98,8 +98,23 @@ _UNSET_VARIABLE = re.compile(r"\$(\{[^}]*\}|[A-Za-z_]\w*)")  # what expandvars l
 DEFAULT_ENV_ALLOW = ("LANG", "LC_ALL", "TZ", "TERM", "OMP_NUM_THREADS")
 
 
+class SlurmLimits(Strict):
+    """Size limits of a SLURM site, when lower than what ``scontrol``/``sacctmgr`` report.
+
+    Each is optional; the lower of this value and SLURM's own wins (``doctor`` shows both).
+    """
+
+    max_array_size: int | None = Field(default=None, ge=2)
+    max_job_count: int | None = Field(default=None, ge=1)
+    max_submit_jobs: int | None = Field(default=None, ge=1)
+
+
 class SlurmOptions(Strict):
-    """How jobs are asked for on a SLURM site."""
+    """How jobs are asked for on a SLURM site.
+
+    ``array_limit`` is the ``%N`` throttle of every array (tasks running at once);
+    ``limits`` lowers the size limits SLURM reports (docs/architecture.md, Scale).
+    """
 
     partition: str | None = None
     account: str | None = None
@@ -109,12 +124,15 @@ class SlurmOptions(Strict):
     gres_name: str = "gpu"
     array_limit: int | None = Field(default=None, ge=1)
     signal_margin: int = Field(default=300, ge=10)
+    limits: SlurmLimits = SlurmLimits()
     extra_flags: tuple[str, ...] = ()
     sbatch: str = "sbatch"
     squeue: str = "squeue"
     sacct: str = "sacct"
     scancel: str = "scancel"
     srun: str = "srun"
+    scontrol: str = "scontrol"
+    sacctmgr: str = "sacctmgr"
 
     @field_validator("extra_flags")
     @classmethod

@@ -36,18 +36,33 @@ CANCELLED = frozenset({State.CANCELLED})
 
 
 def resubmit(
-    journal: Journal, run: RunRecord, *, states: frozenset[State] | set[State] = FAILED
+    journal: Journal,
+    run: RunRecord,
+    *,
+    states: frozenset[State] | set[State] = FAILED,
+    waiting: bool = False,
 ) -> int:
     """Submit the tasks of ``run`` in ``states`` again (default: failed and lost), at once.
 
     In a campaign, the tasks that read them (per_task: the same slice; all: the whole later
     step) go again too, and nothing else: a succeeded task is never rerun.
+
+    ``waiting``: also the tasks the scheduler had no room for (run phase ``feeding``); as
+    many as fit now go, chained on the upstream tasks still queued; the rest keep waiting
+    for the next call. This is how a run larger than SLURM's MaxJobCount/MaxSubmitJobs is
+    fed: run it again as tasks finish (by hand, cron, or `watch`).
     """
     from fcgtainer.plan.tasks import make_plan, with_dependents
-    from fcgtainer.runs.submit import plan_run
+    from fcgtainer.runs.submit import FEEDING, plan_run, record_waiting
 
     tasks = monitor.refresh(journal, run)
-    chosen = [t.index for t in tasks if t.status.state in states]
+    feeding = waiting and run.phase == FEEDING
+    chosen = [
+        t.index
+        for t in tasks
+        if t.status.state in states
+        or (feeding and not t.backend_id and not t.status.state.terminal)
+    ]
     if not chosen:
         return 0
     job_ref = run.manifest["job"]["source"]
@@ -92,6 +107,17 @@ def resubmit(
         (plan.task_dir(index) / "requeues").unlink(missing_ok=True)  # a fresh budget
         (plan.task_dir(index) / "requeue_limit").unlink(missing_ok=True)
     (plan.run_dir / "cancelled").unlink(missing_ok=True)
-    ids = backend.submit(plan, chosen)
+    queued = {
+        t.index: t.backend_id
+        for t in tasks
+        if t.backend_id and t.index not in wanted and t.status.state in monitor.ACTIVE
+    }
+    ids = backend.submit(plan, chosen, queued=queued)
     journal.set_backend_ids(run.id, ids)
+    left = record_waiting(journal, run.id, chosen, ids, backend)
+    if not left and run.phase == FEEDING:
+        # tasks not chosen this time (resubmit --failed) may still wait for room
+        rest = journal.tasks(run.id)
+        if any(not t.backend_id and not t.status.state.terminal for t in rest):
+            journal.set_phase(run.id, FEEDING)
     return len(ids)

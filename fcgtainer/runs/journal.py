@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS runs (
     scheduler TEXT NOT NULL,
     run_dir TEXT NOT NULL,
     created REAL NOT NULL,
-    phase TEXT NOT NULL,          -- submitting | submitted | cancelled
+    phase TEXT NOT NULL,          -- submitting | submitted | feeding | cancelled
     plan_key TEXT NOT NULL,
     manifest TEXT NOT NULL
 );
@@ -192,7 +192,7 @@ class Journal:
             db.execute("UPDATE runs SET phase='submitted' WHERE id=?", (run_id,))
 
     def set_phase(self, run_id: str, phase: str) -> None:
-        """Change a run's phase (``submitting``, ``submitted``, ``cancelled``)."""
+        """Change a run's phase (``submitting``, ``submitted``, ``feeding``, ``cancelled``)."""
         with self._write() as db:
             db.execute("UPDATE runs SET phase=? WHERE id=?", (phase, run_id))
 

@@ -128,6 +128,7 @@ def settle_unsubmitted(
 ) -> list[TaskRecord]:
     """Tasks that have no scheduler id yet: adopt them, say how to resume them, or LOST.
 
+    A run in phase ``feeding`` has tasks SLURM had no room for: they stay as they are.
     A run is left ``submitting`` when the CLI stopped between its journal entry and the
     scheduler's answer (kill -9, a full disk, an unwritable runs_dir...). Ask the scheduler
     by the run's UUID; what it has is adopted. Otherwise the tasks say that the same
@@ -138,8 +139,8 @@ def settle_unsubmitted(
     from fcgtainer.runs.submit import submitting_now
 
     orphans = [t for t in tasks if not t.backend_id and not t.status.state.terminal]
-    if not orphans or run.phase == "cancelled":
-        return tasks
+    if not orphans or run.phase in ("cancelled", "feeding"):
+        return tasks  # feeding: they wait for room (`fcgtainer resubmit --waiting`)
     if run.phase == "submitting" and submitting_now(journal, run.plan_key):
         return tasks
     found: dict[int, str] = {}

@@ -47,6 +47,8 @@ class Submitted:
     ids: Mapping[int, str]
     adopted: bool
     cached: Mapping[int, str] = field(default_factory=dict)  # task -> where its result is
+    waiting: int = 0  # tasks left for `fcgtainer resubmit --waiting` (no room in the queue)
+    note: str = ""  # why they wait
 
 
 def choose_runtime(job: Job, site: Site, image: str | None) -> Runtime:
@@ -363,7 +365,9 @@ def _submit_locked(
         _write_run_dir(again, manifest(again))
         ids = _submit_once(backend, again)
         journal.set_backend_ids(again.run_id, ids)
-        return Submitted(again, ids, adopted=False)
+        every = [t.index for t in again.tasks]
+        waiting = record_waiting(journal, again.run_id, every, ids, backend)
+        return Submitted(again, ids, adopted=False, waiting=waiting, note=backend.note)
     preflight(plan)
     record = manifest(plan)
     keys: dict[int, str] = {}
@@ -396,8 +400,42 @@ def _submit_locked(
             },
         )
     journal.set_backend_ids(plan.run_id, ids)
+    waiting = record_waiting(journal, plan.run_id, todo, ids, backend)
     where = {i: f"{d.name} task {j}" for i, (d, j) in reused.items()}
-    return Submitted(plan, ids, adopted=False, cached=where)
+    return Submitted(plan, ids, adopted=False, cached=where, waiting=waiting, note=backend.note)
+
+
+FEEDING = "feeding"  # the run's phase while some of its tasks wait for room in the queue
+
+
+def waiting_status(run_id: str, note: str) -> TaskStatus:
+    """The state of a task the scheduler had no room for yet."""
+    return TaskStatus(
+        State.PENDING,
+        reason=f"waiting for room: {note or 'the scheduler took fewer tasks'}; "
+        f"`fcgtainer resubmit --waiting {run_id[:8]}` submits what fits",
+    )
+
+
+def record_waiting(
+    journal: Journal,
+    run_id: str,
+    requested: Sequence[int],
+    ids: Mapping[int, str],
+    backend: Backend,
+) -> int:
+    """Journal the requested tasks the backend left out (no room) as waiting; how many.
+
+    The run's phase becomes ``feeding``: ``status`` keeps them pending (never LOST) and
+    ``fcgtainer resubmit --waiting`` submits them, as many as fit each time.
+    """
+    waiting = [i for i in requested if i not in ids]
+    if not waiting or not backend.note:
+        return 0
+    status = waiting_status(run_id, backend.note)
+    journal.update_states(run_id, dict.fromkeys(waiting, status))
+    journal.set_phase(run_id, FEEDING)
+    return len(waiting)
 
 
 def _write_run_dir(plan: Plan, record: Mapping[str, Any]) -> None:

@@ -25,3 +25,5 @@ echo "$t" > "$HOME"/cap/timeout_job
 #   sacct --noheader --parsable2 --allocations --jobs=$t --format=JobID,State,ExitCode,Reason
 # sacct_disabled.txt: stderr of the same sacct with SLURM_CONF pointing at a copy of
 # slurm.conf without the AccountingStorage* lines.
+# the size limits (MaxArraySize, MaxJobCount, AccountingStorageType):
+scontrol show config > "$HOME"/cap/scontrol_config.txt

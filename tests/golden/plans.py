@@ -114,3 +114,25 @@ def campaign_plan(scheduler: str = "slurm") -> Plan:
         {"name": "plain", "scheduler": scheduler, "runs_dir": "/runs"},
         job_dir="/jobs/hello-campaign",
     )
+
+
+def split_campaign_plan() -> Plan:
+    """The campaign on a site whose profile caps arrays at 4 tasks: each step of 6 is split."""
+    return build_plan(
+        {
+            "name": "hello-campaign",
+            "matrix": {"n": {"range": [0, 6]}},
+            "steps": {
+                "make": {},
+                "check": {"needs": {"make": "per_task"}},
+                "sum": {"needs": {"check": "all"}, "matrix": {}},
+            },
+        },
+        {
+            "name": "plain",
+            "scheduler": "slurm",
+            "runs_dir": "/runs",
+            "slurm": {"limits": {"max_array_size": 4}},
+        },
+        job_dir="/jobs/hello-campaign",
+    )

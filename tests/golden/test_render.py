@@ -13,7 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from plans import HOSTILE, campaign_plan, gpu_plan, hostile_plan, plain_plan
+from plans import (
+    HOSTILE,
+    campaign_plan,
+    gpu_plan,
+    hostile_plan,
+    plain_plan,
+    split_campaign_plan,
+)
 
 from fcgtainer.backends.htcondor import describe_dag, describe_submit, render_submit
 from fcgtainer.backends.slurm import describe_sbatch, render_sbatch, sbatch_options
@@ -29,6 +36,7 @@ CASES: dict[str, tuple[Callable[[], Plan], Callable[[Plan], str]]] = {
     "slurm_gpu.sh": (gpu_plan, describe_sbatch),
     "slurm_hostile.sh": (lambda: hostile_plan(Path("/golden")), describe_sbatch),
     "slurm_campaign.sh": (campaign_plan, describe_sbatch),
+    "slurm_split.sh": (split_campaign_plan, describe_sbatch),
     "htcondor_plain.sub": (plain_plan, describe_submit),
     "htcondor_campaign.dag": (
         lambda: campaign_plan("htcondor"),
@@ -162,3 +170,24 @@ def test_campaign_sbatch_chain_through_bash(tmp_path: Path) -> None:
     assert len(argvs) == 3
     assert "--dependency=aftercorr:101" in argvs[1]
     assert "--dependency=afterany:102" in argvs[2]
+
+
+def test_split_campaign_chain_through_bash(tmp_path: Path) -> None:
+    """Arrays of 4: make 0-3 and 4-5, check paired chunk by chunk, sum after both checks."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    tool = bin_dir / "sbatch"
+    tool.write_text(
+        f'#!/bin/bash\nprintf "%s\\0" "$@" >> {calls}\necho >> {calls}\n'
+        f'cat > /dev/null\nn=$(wc -l < {calls})\necho "$((100 + n))"\n'
+    )
+    tool.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    subprocess.run(["bash", "-c", describe_sbatch(split_campaign_plan())], env=env, check=True)
+    argvs = [_split_nul(line) for line in calls.read_bytes().split(b"\n")[:-1]]
+    arrays = [next(a for a in argv if a.startswith("--array=")) for argv in argvs]
+    assert arrays == ["--array=0-3", "--array=0-1"] * 2 + ["--array=0"]
+    assert "--dependency=aftercorr:101" in argvs[2]
+    assert "--dependency=aftercorr:102" in argvs[3]
+    assert "--dependency=afterany:103,afterany:104" in argvs[4]

@@ -42,16 +42,26 @@ def _plan(tasks: int = 4, **site: Any) -> Plan:
     )
 
 
+def _is_limit_query(argv: Sequence[str]) -> bool:
+    """``scontrol show config``, ``sacctmgr``, or the ``squeue`` that counts the queue."""
+    return argv[0] in ("scontrol", "sacctmgr") or "--format=%u|%T" in argv
+
+
 class FakeSlurm:
-    """Answers sbatch/squeue/sacct/scancel from canned output and records every call."""
+    """Answers sbatch/squeue/sacct/scancel from canned output and records every call.
+
+    The size-limit queries answer as a controller with SLURM's defaults and an empty queue
+    unless ``scontrol``, ``sacctmgr`` or ``usage`` (the queue count) are given.
+    """
 
     def __init__(self, answers: dict[str, proc.Completed | Exception]) -> None:
-        self.answers = answers
+        self.answers = {"scontrol": _done("", 1, "no controller"), "usage": _done(""), **answers}
         self.calls: list[tuple[list[str], str | None]] = []
 
     def __call__(self, argv: Sequence[str], **kwargs: Any) -> proc.Completed:
         self.calls.append((list(argv), kwargs.get("stdin")))
-        answer = self.answers[argv[0]]
+        key = "usage" if "--format=%u|%T" in argv else argv[0]
+        answer = self.answers[key]
         if isinstance(answer, Exception):
             raise answer
         if kwargs.get("check", True) and answer.returncode != 0:
@@ -59,7 +69,12 @@ class FakeSlurm:
         return answer
 
     def tools(self) -> list[str]:
-        return [argv[0] for argv, _ in self.calls]
+        """The scheduler calls made, without the limit queries."""
+        return [argv[0] for argv, _ in self.calls if not _is_limit_query(argv)]
+
+    def submissions(self) -> list[tuple[list[str], str | None]]:
+        """The sbatch calls: argv and standard input."""
+        return [(argv, stdin) for argv, stdin in self.calls if "--parsable" in argv]
 
 
 def _done(stdout: str = "", rc: int = 0, stderr: str = "") -> proc.Completed:
@@ -169,7 +184,7 @@ def test_submit_is_one_sbatch_with_the_script_on_stdin() -> None:
     plan = _plan(300)
     ids = _backend(fake).submit(plan)
     assert fake.tools() == ["sbatch"]
-    assert fake.calls[0][1] == render_sbatch(plan)
+    assert fake.submissions()[0][1] == render_sbatch(plan)
     assert len(ids) == 300 and ids[299] == "4242_299"
 
 
@@ -178,7 +193,7 @@ def test_submit_some_indices() -> None:
     fake = FakeSlurm({"sbatch": _done("77\n")})
     ids = _backend(fake).submit(_plan(10), [3, 7])
     assert ids == {3: "77_3", 7: "77_7"}
-    assert "--array=3,7" in fake.calls[0][0]
+    assert "--array=3,7" in fake.submissions()[0][0]
 
 
 def test_status_is_one_squeue_call_while_tasks_are_queued() -> None:
@@ -227,7 +242,8 @@ def test_find_prefers_the_newest_job_per_task() -> None:
     fake = FakeSlurm({"squeue": _done("70_[0-2]|PENDING|None\n71_1|RUNNING|None\n")})
     found = _backend(fake).find(_plan(3))
     assert found == {0: "70_0", 1: "71_1", 2: "70_2"}
-    assert any(a.startswith("--name=fcg-hello-") for a in fake.calls[0][0])
+    find = [argv for argv, _ in fake.calls if argv[0] == "squeue"]
+    assert any(a.startswith("--name=fcg-hello-") for a in find[0])
 
 
 def test_find_asks_sacct_when_squeue_forgot_the_run() -> None:
@@ -293,8 +309,8 @@ def test_campaign_is_one_array_per_step_chained_by_dependencies() -> None:
 
     class Counting(FakeSlurm):
         def __call__(self, argv: Sequence[str], **kwargs: Any) -> proc.Completed:
-            super().__call__(argv, **kwargs)
-            return _done(next(jobs) + "\n")
+            answer = super().__call__(argv, **kwargs)
+            return _done(next(jobs) + "\n") if "--parsable" in argv else answer
 
     fake = Counting({"sbatch": _done()})
     plan = _campaign()
@@ -309,7 +325,7 @@ def test_campaign_is_one_array_per_step_chained_by_dependencies() -> None:
         5: "101_2",
         6: "102_0",
     }
-    (a, script_a), (b, script_b), (c, script_c) = fake.calls
+    (a, script_a), (b, script_b), (c, script_c) = fake.submissions()
     assert "--array=0-2" in a and not any(x.startswith("--dependency") for x in a)
     assert "--array=0-2" in b and "--dependency=aftercorr:100" in b
     assert "--kill-on-invalid-dep=yes" in b
@@ -326,20 +342,20 @@ def test_campaign_resubmit_chains_only_what_goes_again() -> None:
 
     class Counting(FakeSlurm):
         def __call__(self, argv: Sequence[str], **kwargs: Any) -> proc.Completed:
-            super().__call__(argv, **kwargs)
-            return _done(next(jobs) + "\n")
+            answer = super().__call__(argv, **kwargs)
+            return _done(next(jobs) + "\n") if "--parsable" in argv else answer
 
     fake = Counting({"sbatch": _done()})
     ids = _backend(fake).submit(_campaign(), [1, 4, 6])
     assert ids == {1: "200_1", 4: "201_1", 6: "202_0"}
-    (a, _), (b, _), (c, _) = fake.calls
+    (a, _), (b, _), (c, _) = fake.submissions()
     assert "--array=1" in a and "--array=1" in b and "--dependency=aftercorr:200" in b
     assert "--dependency=afterany:201" in c
     # only the last step again: no dependency (its upstream markers are already there)
     fake2 = Counting({"sbatch": _done()})
     jobs = iter(["300"])
     assert _backend(fake2).submit(_campaign(), [6]) == {6: "300_0"}
-    assert not any(x.startswith("--dependency") for x in fake2.calls[0][0])
+    assert not any(x.startswith("--dependency") for x in fake2.submissions()[0][0])
 
 
 def test_campaign_resubmit_splits_a_step_whose_tasks_wait_on_different_arrays() -> None:
@@ -348,13 +364,13 @@ def test_campaign_resubmit_splits_a_step_whose_tasks_wait_on_different_arrays() 
 
     class Counting(FakeSlurm):
         def __call__(self, argv: Sequence[str], **kwargs: Any) -> proc.Completed:
-            super().__call__(argv, **kwargs)
-            return _done(next(jobs) + "\n")
+            answer = super().__call__(argv, **kwargs)
+            return _done(next(jobs) + "\n") if "--parsable" in argv else answer
 
     fake = Counting({"sbatch": _done()})
     ids = _backend(fake).submit(_campaign(), [1, 4, 5, 6])
     assert ids == {1: "400_1", 4: "401_1", 5: "402_2", 6: "403_0"}
-    argvs = [argv for argv, _ in fake.calls]
+    argvs = [argv for argv, _ in fake.submissions()]
     assert "--dependency=aftercorr:400" in argvs[1] and "--array=1" in argvs[1]
     assert "--array=2" in argvs[2] and not any(a.startswith("--dep") for a in argvs[2])
     assert "--dependency=afterany:401,afterany:402" in argvs[3]
@@ -367,6 +383,6 @@ def test_campaign_status_is_one_squeue_for_every_step() -> None:
     ids = ["100_0", "101_0", "101_1", "101_2", "102_0"]
     out = _backend(fake).status(ids)
     assert fake.tools() == ["squeue"]
-    assert "--jobs=100,101,102" in fake.calls[0][0]
+    assert "--jobs=100,101,102" in fake.calls[-1][0]
     assert out["100_0"].state is State.RUNNING
     assert out["102_0"].state is State.PENDING and out["102_0"].reason == "Dependency"
