@@ -86,8 +86,42 @@ def retries(plan: Plan) -> int:
     return min(plan.job.retries, plan.site.htcondor.max_retries)
 
 
-def render_submit(plan: Plan) -> dict[str, str]:
-    """The submit description of a run; tasks come as itemdata (``$(task)``)."""
+def is_factory(plan: Plan, count: int) -> bool:
+    """Whether a submission of ``count`` tasks goes as a late-materialisation factory."""
+    above = plan.site.htcondor.factory_above
+    return above is not None and count > above
+
+
+def factory_commands(plan: Plan, count: int) -> dict[str, str]:
+    """``max_idle`` / ``max_materialize`` when ``count`` tasks make a factory, else nothing.
+
+    Either command turns the submission into a job factory: the schedd keeps the submit
+    digest and the item data, and materialises procs (``ProcId`` = item row, in order) as
+    the limits allow, so ``MAX_JOBS_PER_SUBMISSION`` no longer caps it. The queue statement
+    stays ``queue task in (...)`` with the tasks as item data: htcondor2's
+    ``Schedd.submit(desc, itemdata=...)`` (25.x) sees the factory commands, sends the items
+    to the schedd (``SendMaterializeData``) and appends the queue statement to the digest;
+    ``SubmitResult.num_procs()`` is the total to come and ``first_proc()`` is 0, so proc
+    ``n`` is the ``n``-th task exactly as in a plain cluster. DAGMan's direct submission
+    does the same for a node's submit file, so a campaign step needs nothing else.
+    """
+    if not is_factory(plan, count):
+        return {}
+    opts = plan.site.htcondor
+    out: dict[str, str] = {}
+    if opts.max_idle is not None:
+        out["max_idle"] = str(opts.max_idle)
+    if opts.max_materialize is not None:
+        out["max_materialize"] = str(opts.max_materialize)
+    return out
+
+
+def render_submit(plan: Plan, count: int | None = None) -> dict[str, str]:
+    """The submit description of a run; tasks come as itemdata (``$(task)``).
+
+    ``count`` is how many tasks this submission queues (all of the plan's by default): above
+    the site's ``factory_above`` the description makes a factory (:func:`factory_commands`).
+    """
     opts = plan.site.htcondor
     if opts.file_transfer:
         raise ConfigError(
@@ -136,6 +170,7 @@ def render_submit(plan: Plan) -> dict[str, str]:
         desc["+MaxRuntime"] = str(opts.max_runtime)
     if opts.requirements:
         desc["requirements"] = opts.requirements
+    desc.update(factory_commands(plan, len(plan.tasks) if count is None else count))
     desc.update(opts.extra)
     return dict(sorted(desc.items()))
 
@@ -169,6 +204,8 @@ def render_dag(
     ``/bin/true``): the next step runs, and only the tasks that read a failed one say
     "upstream failed". ``per_task`` waits for the whole parent node here (DAGMan's unit is
     the node); retries are per task, in each cluster (``max_retries``), never of a node.
+    A step of more chosen tasks than the site's ``factory_above`` is a factory node
+    (:func:`factory_commands`): DAGMan waits for its whole cluster, materialised or not.
     """
     wanted = None if chosen is None else set(chosen)
     files: dict[str, str] = {}
@@ -183,7 +220,8 @@ def render_dag(
         mine = [i for i in step.indices if wanted is None or i in wanted]
         if not mine:
             continue
-        lines = [f"{key} = {value}" for key, value in render_submit(step.plan).items()]
+        desc = render_submit(step.plan, count=len(mine))
+        lines = [f"{key} = {value}" for key, value in desc.items()]
         lines.append(f"queue task in ({','.join(map(str, mine))})")
         files[f"{step.name}.sub"] = "\n".join(lines) + "\n"
         nodes.append(f"JOB {step.name} {step.name}.sub")
@@ -317,7 +355,7 @@ class HTCondorBackend(Backend):
             return {}
         if plan.steps:
             return self._submit_dag(plan, chosen)
-        description = htcondor2.Submit(render_submit(plan))
+        description = htcondor2.Submit(render_submit(plan, count=len(chosen)))
         try:
             result = self._schedd().submit(description, itemdata=iter(itemdata(chosen)))
         except htcondor2.HTCondorException as exc:

@@ -18,10 +18,12 @@ from fcgtainer.backends.htcondor import (
     classad_string,
     parse_ads,
     parse_events,
+    render_dag,
     render_submit,
 )
 from fcgtainer.config.job import Job
-from fcgtainer.config.site import Site
+from fcgtainer.config.site import Site, load_site_file
+from fcgtainer.errors import ConfigError
 from fcgtainer.plan.tasks import Plan, make_plan
 from fcgtainer.states import State
 
@@ -36,11 +38,11 @@ def _site(tmp_path: Path, **opts: Any) -> Site:
     )
 
 
-def _plan(tmp_path: Path, tasks: int = 4, **job: Any) -> Plan:
+def _plan(tmp_path: Path, tasks: int = 4, site: dict[str, Any] | None = None, **job: Any) -> Plan:
     loaded = Job.model_validate(
         {"name": "hello", "command": ["true"], "matrix": {"n": {"range": [0, tasks]}}, **job}
     )
-    return make_plan(loaded, _site(tmp_path), {}, RUN, runtime="native")
+    return make_plan(loaded, _site(tmp_path, **(site or {})), {}, RUN, runtime="native")
 
 
 class FakeSchedd:
@@ -53,6 +55,7 @@ class FakeSchedd:
     def submit(self, description: Any, itemdata: Iterator[dict[str, str]]) -> Any:
         self.calls.append("submit")
         items = list(itemdata)
+        self.submitted = (dict(description), items)
         return SimpleNamespace(
             cluster=lambda: 31, first_proc=lambda: 0, num_procs=lambda: len(items)
         )
@@ -69,8 +72,8 @@ class FakeSchedd:
         self.calls.append(f"act {len(ids)}")
 
 
-def _backend(tmp_path: Path, schedd: FakeSchedd) -> HTCondorBackend:
-    backend = HTCondorBackend(_site(tmp_path))
+def _backend(tmp_path: Path, schedd: FakeSchedd, **opts: Any) -> HTCondorBackend:
+    backend = HTCondorBackend(_site(tmp_path, **opts))
     backend._schedd = lambda: schedd  # type: ignore[method-assign]
     return backend
 
@@ -222,7 +225,7 @@ def test_cancel_is_one_action(tmp_path: Path) -> None:
     assert schedd.calls == ["act 2"]
 
 
-def _campaign(tmp_path: Path) -> Plan:
+def _campaign(tmp_path: Path, **opts: Any) -> Plan:
     job = Job.model_validate(
         {
             "name": "c",
@@ -235,7 +238,7 @@ def _campaign(tmp_path: Path) -> Plan:
             },
         }
     )
-    return make_plan(job, _site(tmp_path), {}, RUN, runtime="native")
+    return make_plan(job, _site(tmp_path, **opts), {}, RUN, runtime="native")
 
 
 def test_campaign_dag_has_one_node_per_step_and_only_chosen_tasks(tmp_path: Path) -> None:
@@ -276,3 +279,63 @@ def test_campaign_status_is_one_schedd_query(tmp_path: Path) -> None:
     assert "dag39#0" not in out  # that DAG has ended: the markers decide
     _backend(tmp_path, schedd).cancel(["dag40#3", "dag40#6"])
     assert schedd.calls[-1] == f"act {len('ClusterId == 40 || DAGManJobId == 40')}"  # a constraint
+
+
+# ---------------------------------------------------------------- late materialisation
+
+
+def test_factory_keys_are_typed_closed_and_defaulted(tmp_path: Path) -> None:
+    """Defaults fit a real pool; a factory needs a limit; extra cannot set the commands."""
+    opts = Site().htcondor
+    assert (opts.factory_above, opts.max_idle, opts.max_materialize) == (1000, 1000, None)
+    site = tmp_path / "s.yaml"
+    cases = {
+        "htcondor: {max_idle: 0}": "htcondor.max_idle",
+        "htcondor: {max_idle: null}": "max_idle and max_materialize are both null",
+        "htcondor: {factory_above: many}": "htcondor.factory_above",
+        "htcondor: {extra: {max_idle: '5'}}": "max_idle is set by fcgtainer",
+        "htcondor: {max_idel: 5}": "max_idle",  # unknown key: the valid ones are listed
+    }
+    for text, says in cases.items():
+        site.write_text(text + "\n")
+        with pytest.raises(ConfigError) as err:
+            load_site_file(site)
+        assert says in f"{err.value.message} {err.value.hint}", text
+    site.write_text("htcondor: {factory_above: null, max_idle: null}\n")
+    assert load_site_file(site).htcondor.factory_above is None  # never a factory: fine
+
+
+def test_more_tasks_than_the_threshold_make_a_factory(tmp_path: Path) -> None:
+    """max_idle / max_materialize appear above factory_above, counted on what is queued."""
+    limits = {"factory_above": 4, "max_idle": 50, "max_materialize": 200}
+    desc = render_submit(_plan(tmp_path, 5, limits))
+    assert (desc["max_idle"], desc["max_materialize"]) == ("50", "200")
+    assert "max_idle" not in render_submit(_plan(tmp_path, 4, limits)), "not above: plain"
+    assert "max_idle" not in render_submit(_plan(tmp_path, 5, limits), count=3), "a resubmit"
+    never = render_submit(_plan(tmp_path, 5000, {"factory_above": None}))
+    assert "max_idle" not in never and "max_materialize" not in never
+    only_idle = render_submit(_plan(tmp_path, 1001))
+    assert only_idle["max_idle"] == "1000" and "max_materialize" not in only_idle
+
+
+def test_a_campaign_step_above_the_threshold_is_a_factory_node(tmp_path: Path) -> None:
+    """Each node decides on its own chosen tasks: a partial resubmission may be plain."""
+    plan = _campaign(tmp_path, factory_above=2)
+    files = render_dag(plan)
+    assert "max_idle = 1000" in files["a.sub"] and "max_idle = 1000" in files["b.sub"]
+    assert "max_idle" not in files["c.sub"]  # one task
+    assert "max_idle" not in render_dag(plan, [0, 1, 3])["a.sub"]  # two chosen: not above 2
+
+
+def test_a_factory_is_submitted_once_with_every_task_as_itemdata(tmp_path: Path) -> None:
+    """One schedd call; the items travel with it; proc n is the n-th task as before."""
+    pytest.importorskip("htcondor2")
+    schedd = FakeSchedd([], [])
+    plan = _plan(tmp_path, 300, {"factory_above": 100, "max_idle": 50})
+    backend = HTCondorBackend(plan.site)
+    backend._schedd = lambda: schedd  # type: ignore[method-assign]
+    ids = backend.submit(plan)
+    description, items = schedd.submitted
+    assert schedd.calls == ["submit"] and description["max_idle"] == "50"
+    assert [item["task"] for item in items] == [str(i) for i in range(300)]
+    assert ids[0] == "31.0" and ids[299] == "31.299"
