@@ -13,6 +13,7 @@ import pytest
 from fcgtainer.backends.htcondor import (
     CONDOR_STATES,
     EVENT_STATES,
+    NOT_MATERIALISED,
     HTCondorBackend,
     arguments,
     classad_string,
@@ -25,7 +26,8 @@ from fcgtainer.config.job import Job
 from fcgtainer.config.site import Site, load_site_file
 from fcgtainer.errors import ConfigError
 from fcgtainer.plan.tasks import Plan, make_plan
-from fcgtainer.states import State
+from fcgtainer.runs.monitor import merge
+from fcgtainer.states import State, TaskStatus
 
 pytestmark = pytest.mark.unit
 DATA = Path(__file__).resolve().parent.parent / "data" / "htcondor"
@@ -339,3 +341,77 @@ def test_a_factory_is_submitted_once_with_every_task_as_itemdata(tmp_path: Path)
     assert schedd.calls == ["submit"] and description["max_idle"] == "50"
     assert [item["task"] for item in items] == [str(i) for i in range(300)]
     assert ids[0] == "31.0" and ids[299] == "31.299"
+
+
+def _factory_log(tmp_path: Path, backend: HTCondorBackend, extra: str = "") -> None:
+    """The crafted factory log (cluster 7, six tasks, max_idle 2), plus ``extra`` events."""
+    log = tmp_path / "factory.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text((DATA / "factory_events.log").read_text() + extra)
+    index = backend.site.runs_path / ".htcondor"
+    index.mkdir(parents=True, exist_ok=True)
+    (index / "7.log").symlink_to(log)
+
+
+IDS = [f"7.{p}" for p in range(6)]
+
+
+def test_unmaterialised_procs_are_pending_not_lost(tmp_path: Path) -> None:
+    """A live factory's procs with no event yet are PENDING, from the log alone.
+
+    tests/data/htcondor/factory_events.log is crafted in the event log's text format (the
+    bindings' JobEventLog parses it): CLUSTER_SUBMIT, procs 0-2 materialised, 0 ended, 1
+    running; 3-5 not materialised yet.
+    """
+    pytest.importorskip("htcondor2")
+    schedd = FakeSchedd([], [])
+    backend = _backend(tmp_path, schedd)
+    _factory_log(tmp_path, backend)
+    out = backend.status(IDS)
+    assert schedd.calls == [], "the log explains every id: no schedd call"
+    assert "7.0" not in out  # ended: the marker decides
+    assert out["7.1"].state is State.RUNNING and out["7.2"].state is State.PENDING
+    for job_id in ("7.3", "7.4", "7.5"):
+        assert out[job_id] == TaskStatus(State.PENDING, reason=NOT_MATERIALISED)
+        # the monitor keeps them queued however long they wait: never LOST
+        assert merge(out[job_id], None, cancelled=False, overdue=True).state is State.PENDING
+
+
+def test_a_paused_factory_holds_and_a_removed_one_cancels_what_is_left(tmp_path: Path) -> None:
+    """FACTORY_PAUSED: the procs to come are HELD with its reason; CLUSTER_REMOVE
+    before the end: they never will be (CANCELLED); resumed: pending again."""
+    pytest.importorskip("htcondor2")
+    paused = (
+        "037 (007.-01.-01) 2026-12-05 10:01:00 Job Materialization Paused\n"
+        "\tvia condor_hold (by user fcg)\n\tPauseCode 1\n...\n"
+    )
+    backend = _backend(tmp_path / "a", FakeSchedd([], []))
+    _factory_log(tmp_path / "a", backend, paused)
+    seen = backend.status(IDS)["7.4"]
+    assert seen.state is State.HELD and "via condor_hold" in seen.reason
+    resumed = "038 (007.-01.-01) 2026-12-05 10:02:00 Job Materialization Resumed\n...\n"
+    backend = _backend(tmp_path / "b", FakeSchedd([], []))
+    _factory_log(tmp_path / "b", backend, paused + resumed)
+    assert backend.status(IDS)["7.4"].reason == NOT_MATERIALISED
+    removed = (
+        "036 (007.-01.-01) 2026-12-05 10:03:00 Cluster removed\n"
+        "\tMaterialized 3 jobs from 6 items.\tIncomplete\n...\n"
+    )
+    backend = _backend(tmp_path / "c", FakeSchedd([], []))
+    _factory_log(tmp_path / "c", backend, removed)
+    out = backend.status(IDS)
+    assert out["7.4"].state is State.CANCELLED and out["7.1"].state is State.RUNNING
+
+
+def test_without_the_log_procs_above_the_queue_are_still_to_come(tmp_path: Path) -> None:
+    """No event log: one query and one history call as before; a proc above the highest
+    one queued for its cluster is not materialised yet (factories go in ProcId order)."""
+    schedd = FakeSchedd(
+        [{"ClusterId": 9, "ProcId": p, "JobStatus": 1} for p in (3, 4)],
+        [{"ClusterId": 9, "ProcId": p, "JobStatus": 3} for p in (0,)],
+    )
+    out = _backend(tmp_path, schedd).status([f"9.{p}" for p in range(8)])
+    assert schedd.calls == ["query", "history"]
+    assert out["9.0"].state is State.CANCELLED and out["9.4"].state is State.PENDING
+    assert out["9.7"] == TaskStatus(State.PENDING, reason=NOT_MATERIALISED)
+    assert "9.1" not in out and "9.2" not in out  # below the queue: ended, the marker decides
