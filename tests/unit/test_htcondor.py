@@ -415,3 +415,39 @@ def test_without_the_log_procs_above_the_queue_are_still_to_come(tmp_path: Path)
     assert out["9.0"].state is State.CANCELLED and out["9.4"].state is State.PENDING
     assert out["9.7"] == TaskStatus(State.PENDING, reason=NOT_MATERIALISED)
     assert "9.1" not in out and "9.2" not in out  # below the queue: ended, the marker decides
+
+
+@pytest.mark.parametrize(
+    ("answer", "factory_above", "status", "says"),
+    [
+        ((0, "20000\n"), 1000, "ok", "20000 (set by the pool); steps of more than 1000"),
+        ((1, "Not defined: MAX_JOBS_PER_SUBMISSION\n"), 1000, "ok", "HTCondor's default"),
+        ((0, "500\n"), 1000, "warn", "500 (set by the pool); factory_above: 1000"),
+        ((0, "20000\n"), None, "warn", "factory_above: None"),
+    ],
+)
+def test_doctor_shows_the_pools_submission_limit(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    answer: tuple[int, str],
+    factory_above: int | None,
+    status: str,
+    says: str,
+) -> None:
+    """``condor_config_val MAX_JOBS_PER_SUBMISSION`` once, through the proc seam."""
+    from fcgtainer import proc
+    from fcgtainer.host import doctor
+
+    calls: list[list[str]] = []
+
+    def fake_run(argv: list[str], **kwargs: Any) -> proc.Completed:
+        calls.append(list(argv))
+        return proc.Completed(tuple(argv), answer[0], answer[1], "")
+
+    monkeypatch.setattr(doctor.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(proc, "run", fake_run)
+    check = doctor.check_htcondor_limits(_site(tmp_path, factory_above=factory_above))
+    assert calls == [["/usr/bin/condor_config_val", "MAX_JOBS_PER_SUBMISSION"]]
+    assert check.status == status and says in check.detail
+    if status == "warn":
+        assert "factory_above" in check.fix
