@@ -11,6 +11,7 @@ import contextlib
 import re
 import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,42 @@ def retries(plan: Plan) -> int:
     return min(plan.job.retries, plan.site.htcondor.max_retries)
 
 
-def render_submit(plan: Plan) -> dict[str, str]:
-    """The submit description of a run; tasks come as itemdata (``$(task)``)."""
+def is_factory(plan: Plan, count: int) -> bool:
+    """Whether a submission of ``count`` tasks goes as a late-materialisation factory."""
+    above = plan.site.htcondor.factory_above
+    return above is not None and count > above
+
+
+def factory_commands(plan: Plan, count: int) -> dict[str, str]:
+    """``max_idle`` / ``max_materialize`` when ``count`` tasks make a factory, else nothing.
+
+    Either command turns the submission into a job factory: the schedd keeps the submit
+    digest and the item data, and materialises procs (``ProcId`` = item row, in order) as
+    the limits allow, so ``MAX_JOBS_PER_SUBMISSION`` no longer caps it. The queue statement
+    stays ``queue task in (...)`` with the tasks as item data: htcondor2's
+    ``Schedd.submit(desc, itemdata=...)`` (25.x) sees the factory commands, sends the items
+    to the schedd (``SendMaterializeData``) and appends the queue statement to the digest;
+    ``SubmitResult.num_procs()`` is the total to come and ``first_proc()`` is 0, so proc
+    ``n`` is the ``n``-th task exactly as in a plain cluster. DAGMan's direct submission
+    does the same for a node's submit file, so a campaign step needs nothing else.
+    """
+    if not is_factory(plan, count):
+        return {}
+    opts = plan.site.htcondor
+    out: dict[str, str] = {}
+    if opts.max_idle is not None:
+        out["max_idle"] = str(opts.max_idle)
+    if opts.max_materialize is not None:
+        out["max_materialize"] = str(opts.max_materialize)
+    return out
+
+
+def render_submit(plan: Plan, count: int | None = None) -> dict[str, str]:
+    """The submit description of a run; tasks come as itemdata (``$(task)``).
+
+    ``count`` is how many tasks this submission queues (all of the plan's by default): above
+    the site's ``factory_above`` the description makes a factory (:func:`factory_commands`).
+    """
     opts = plan.site.htcondor
     if opts.file_transfer:
         raise ConfigError(
@@ -136,6 +171,7 @@ def render_submit(plan: Plan) -> dict[str, str]:
         desc["+MaxRuntime"] = str(opts.max_runtime)
     if opts.requirements:
         desc["requirements"] = opts.requirements
+    desc.update(factory_commands(plan, len(plan.tasks) if count is None else count))
     desc.update(opts.extra)
     return dict(sorted(desc.items()))
 
@@ -169,6 +205,8 @@ def render_dag(
     ``/bin/true``): the next step runs, and only the tasks that read a failed one say
     "upstream failed". ``per_task`` waits for the whole parent node here (DAGMan's unit is
     the node); retries are per task, in each cluster (``max_retries``), never of a node.
+    A step of more chosen tasks than the site's ``factory_above`` is a factory node
+    (:func:`factory_commands`): DAGMan waits for its whole cluster, materialised or not.
     """
     wanted = None if chosen is None else set(chosen)
     files: dict[str, str] = {}
@@ -183,7 +221,8 @@ def render_dag(
         mine = [i for i in step.indices if wanted is None or i in wanted]
         if not mine:
             continue
-        lines = [f"{key} = {value}" for key, value in render_submit(step.plan).items()]
+        desc = render_submit(step.plan, count=len(mine))
+        lines = [f"{key} = {value}" for key, value in desc.items()]
         lines.append(f"queue task in ({','.join(map(str, mine))})")
         files[f"{step.name}.sub"] = "\n".join(lines) + "\n"
         nodes.append(f"JOB {step.name} {step.name}.sub")
@@ -228,18 +267,89 @@ def _event_status(kind: str, event: Any) -> TaskStatus | None:
     return TaskStatus(state, reason=why)
 
 
+NOT_MATERIALISED = "not materialised yet (late materialisation)"
+
+
+@dataclass
+class Factory:
+    """A late-materialisation cluster as its job event log tells it.
+
+    The schedd writes CLUSTER_SUBMIT when the factory is queued, a SUBMIT per proc as it
+    materialises one, FACTORY_PAUSED / FACTORY_RESUMED, and CLUSTER_REMOVE when the factory
+    is gone (``Completion`` 1: every item materialised; ``NextProcId``: the first proc that
+    never was).
+    """
+
+    alive: bool = True
+    paused: str | None = None
+    complete: bool = False
+
+    def unmaterialised(self) -> TaskStatus | None:
+        """The state of a proc of this cluster that the log has no event for."""
+        if self.alive and self.paused is not None:
+            return TaskStatus(State.HELD, reason=f"factory paused: {self.paused}")
+        if self.alive:
+            return TaskStatus(State.PENDING, reason=NOT_MATERIALISED)
+        if not self.complete:
+            return TaskStatus(State.CANCELLED, reason="factory removed before materialising it")
+        return None  # every proc was materialised: the queue or the history knows it
+
+
+@dataclass
+class EventLogView:
+    """What a job event log says: each job's latest state, and each factory cluster."""
+
+    jobs: dict[str, TaskStatus] = field(default_factory=dict)
+    factories: dict[str, Factory] = field(default_factory=dict)
+
+
+def read_events(events: Iterable[Any]) -> EventLogView:
+    """Jobs (``cluster.proc`` -> latest status) and factories (cluster -> state) of a log."""
+    view = EventLogView()
+    for event in events:
+        kind = getattr(event.type, "name", str(event.type))
+        cluster = str(event.cluster)
+        if kind == "CLUSTER_SUBMIT":
+            view.factories[cluster] = Factory()
+        elif kind == "CLUSTER_REMOVE":
+            done = int(event.get("Completion", 0)) == 1
+            view.factories[cluster] = Factory(alive=False, complete=done)
+        elif kind in ("FACTORY_PAUSED", "FACTORY_RESUMED"):
+            factory = view.factories.setdefault(cluster, Factory())
+            paused = str(event.get("Reason", "") or "no reason given")
+            factory.paused = paused if kind == "FACTORY_PAUSED" else None
+        else:
+            status = _event_status(kind, event)
+            if status is not None:
+                view.jobs[f"{cluster}.{event.proc}"] = status
+    return view
+
+
 def parse_events(events: Iterable[Any]) -> dict[str, TaskStatus]:
     """The latest state of each job in a job event log (``cluster.proc`` -> status).
 
     A normal termination maps to UNKNOWN here and is dropped by the caller: only the
     wrapper's marker says whether a task succeeded.
     """
+    return read_events(events).jobs
+
+
+def unmaterialised_by_order(ids: Iterable[str], ads: Iterable[Any]) -> dict[str, TaskStatus]:
+    """Ids absent from queue and history that a factory has not materialised yet.
+
+    Without the event log: a factory materialises its procs in ``ProcId`` order, so a proc
+    above the highest one the queue holds for its cluster is still to come. (A plain
+    cluster's procs all exist from the start: none of them is ever above that.)
+    """
+    highest: dict[str, int] = {}
+    for ad in ads:
+        cluster = str(ad["ClusterId"])
+        highest[cluster] = max(highest.get(cluster, -1), int(ad["ProcId"]))
     out: dict[str, TaskStatus] = {}
-    for event in events:
-        kind = getattr(event.type, "name", str(event.type))
-        status = _event_status(kind, event)
-        if status is not None:
-            out[f"{event.cluster}.{event.proc}"] = status
+    for job_id in ids:
+        match = _ID.match(job_id)
+        if match and match[1] in highest and int(match[2]) > highest[match[1]]:
+            out[job_id] = TaskStatus(State.PENDING, reason=NOT_MATERIALISED)
     return out
 
 
@@ -323,7 +433,7 @@ class HTCondorBackend(Backend):
             return {}
         if plan.steps:
             return self._submit_dag(plan, chosen)
-        description = htcondor2.Submit(render_submit(plan))
+        description = htcondor2.Submit(render_submit(plan, count=len(chosen)))
         try:
             result = self._schedd().submit(description, itemdata=iter(itemdata(chosen)))
         except htcondor2.HTCondorException as exc:
@@ -396,12 +506,23 @@ class HTCondorBackend(Backend):
         wanted = set(ids)
         out: dict[str, TaskStatus] = {}
         explained: set[str] = set()
-        for cluster in sorted({i.split(".")[0] for i in ids}):
-            for job_id, status in self._read_log(cluster).items():
+        by_cluster: dict[str, list[str]] = {}
+        for job_id in ids:
+            by_cluster.setdefault(job_id.split(".")[0], []).append(job_id)
+        for cluster, mine in sorted(by_cluster.items()):
+            view = self._read_log(cluster)
+            for job_id, status in view.jobs.items():
                 if job_id in wanted:
                     explained.add(job_id)
                     if status.state is not State.UNKNOWN:
                         out[job_id] = status
+            factory = view.factories.get(cluster)
+            waiting = factory.unmaterialised() if factory else None
+            if waiting is not None:  # a factory's proc with no event of its own: not yet
+                for job_id in mine:
+                    if job_id not in view.jobs:
+                        explained.add(job_id)
+                        out[job_id] = waiting
         rest = [i for i in ids if i not in explained]
         if not rest:
             return out
@@ -411,10 +532,12 @@ class HTCondorBackend(Backend):
         seen = {f"{a['ClusterId']}.{a['ProcId']}" for a in ads}
         rest = [i for i in rest if i not in seen]
         if rest:
-            history = schedd.history(
-                constraint=_constraint(rest), projection=PROJECTION, match=len(rest)
+            history = list(
+                schedd.history(constraint=_constraint(rest), projection=PROJECTION, match=len(rest))
             )
             out.update(parse_ads(history))
+            gone = {f"{a['ClusterId']}.{a['ProcId']}" for a in history}
+            out.update(unmaterialised_by_order([i for i in rest if i not in gone], ads))
         return {i: s for i, s in out.items() if i in wanted}
 
     def _dag_status(self, ids: Sequence[str]) -> dict[str, TaskStatus]:
@@ -437,17 +560,18 @@ class HTCondorBackend(Backend):
             elif cluster in alive:
                 # DAGMan has not submitted its step yet, or its node job left the queue:
                 # known but not placed (the marker, when there is one, decides)
+                # (a factory step's procs that are not materialised yet look the same)
                 out[task_id] = TaskStatus(State.UNKNOWN, reason="DAGMan: waiting for its step")
         return out
 
-    def _read_log(self, cluster: str) -> dict[str, TaskStatus]:
+    def _read_log(self, cluster: str) -> EventLogView:
         path = self._index(cluster)
         if not path.exists():
-            return {}
+            return EventLogView()
         import htcondor2  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
         with htcondor2.JobEventLog(str(path)) as log:
-            return parse_events(log.events(stop_after=0))
+            return read_events(log.events(stop_after=0))
 
     def cancel(self, ids: Sequence[str]) -> None:
         """Remove ``ids`` in one schedd action."""

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from fcgtainer.config.loader import (
     Bind,
@@ -92,6 +92,9 @@ HTCONDOR_MANAGED_KEYS = frozenset(
         "retry_until",
         "on_exit_hold_reason",
         "transfer_executable",
+        "max_idle",
+        "max_materialize",
+        "materialize_max_idle",
     }
 )
 _UNSET_VARIABLE = re.compile(r"\$(\{[^}]*\}|[A-Za-z_]\w*)")  # what expandvars left alone
@@ -159,7 +162,22 @@ class HTCondorOptions(Strict):
     collector: str | None = None
     file_transfer: bool = False
     max_retries: int = Field(default=3, ge=0)
+    # Late materialisation (a job factory): a submission of more tasks than factory_above
+    # (null: never) keeps at most max_idle of them idle and max_materialize of them in the
+    # queue; the schedd adds the others as room frees, past MAX_JOBS_PER_SUBMISSION.
+    factory_above: int | None = Field(default=1000, ge=0)
+    max_idle: int | None = Field(default=1000, ge=1)
+    max_materialize: int | None = Field(default=None, ge=1)
     extra: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _factory_has_a_limit(self) -> HTCondorOptions:
+        if self.factory_above is not None and self.max_idle is None and not self.max_materialize:
+            raise ValueError(
+                "factory_above is set but max_idle and max_materialize are both null: "
+                "a factory needs one of them (or set factory_above: null)"
+            )
+        return self
 
     @field_validator("extra")
     @classmethod

@@ -166,6 +166,45 @@ def check_htcondor_bindings() -> Check:
     return Check("htcondor2 bindings", "ok", "importable")
 
 
+MAX_JOBS_PER_SUBMISSION_DEFAULT = 20_000  # HTCondor's default
+
+
+def check_htcondor_limits(site: Site) -> Check:
+    """The pool's ``MAX_JOBS_PER_SUBMISSION`` against the site's factory threshold."""
+    tool = shutil.which("condor_config_val")
+    if tool is None:
+        return Check("MAX_JOBS_PER_SUBMISSION", "info", "condor_config_val not found")
+    try:
+        done = proc.run([tool, "MAX_JOBS_PER_SUBMISSION"], timeout=20, check=False)
+    except CommandError as exc:
+        return Check("MAX_JOBS_PER_SUBMISSION", "info", exc.message)
+    text = done.stdout.strip()
+    if done.returncode == 0 and text.isdigit():
+        limit, where = int(text), "set by the pool"
+    else:  # "Not defined: ...": the schedd uses its default
+        limit, where = MAX_JOBS_PER_SUBMISSION_DEFAULT, "HTCondor's default"
+    opts = site.htcondor
+    detail = f"{limit} ({where})"
+    if opts.factory_above is None or opts.factory_above >= limit:
+        return Check(
+            "MAX_JOBS_PER_SUBMISSION",
+            "warn",
+            f"{detail}; factory_above: {opts.factory_above}",
+            f"a step of more than {limit} tasks is refused: set htcondor.factory_above "
+            f"below {limit} in the site profile (late materialisation)",
+        )
+    limits = ", ".join(
+        f"{key} {value}"
+        for key, value in (("max_idle", opts.max_idle), ("max_materialize", opts.max_materialize))
+        if value is not None
+    )
+    return Check(
+        "MAX_JOBS_PER_SUBMISSION",
+        "ok",
+        f"{detail}; steps of more than {opts.factory_above} tasks go as factories ({limits})",
+    )
+
+
 def host_driver() -> str | None:
     """The NVIDIA driver version of this host, or None when no GPU driver is visible."""
     smi = shutil.which("nvidia-smi")
@@ -205,6 +244,8 @@ def run_checks(site_ref: str | None) -> list[Check]:
             check = check_tool(tool, "HTCondor", "only needed on HTCondor sites")
             checks.append(required(check, needed))
         checks.append(required(check_htcondor_bindings(), needed))
+        if needed:
+            checks.append(check_htcondor_limits(site))
     checks.append(check_gpus())
     if site.gpus.count and checks[-1].status != "ok":
         checks[-1] = Check(

@@ -95,7 +95,21 @@ def hostile_plan(root: Path) -> Plan:
     )
 
 
-def campaign_plan(scheduler: str = "slurm") -> Plan:
+def factory_plan() -> Plan:
+    """Six tasks on an HTCondor site whose factory threshold is four: a late-mat factory."""
+    return build_plan(
+        {"matrix": {"n": {"range": [0, 6]}}},
+        {
+            "name": "factory",
+            "scheduler": "htcondor",
+            "runs_dir": "/runs",
+            "htcondor": {"factory_above": 4, "max_idle": 50, "max_materialize": 200},
+        },
+        job_dir="/jobs/hello",
+    )
+
+
+def campaign_plan(scheduler: str = "slurm", htcondor: dict[str, Any] | None = None) -> Plan:
     """Three steps: make 6 -> check each (per_task) -> sum them (all)."""
     return build_plan(
         {
@@ -111,7 +125,7 @@ def campaign_plan(scheduler: str = "slurm") -> Plan:
                 },
             },
         },
-        {"name": "plain", "scheduler": scheduler, "runs_dir": "/runs"},
+        {"name": "plain", "scheduler": scheduler, "runs_dir": "/runs", "htcondor": htcondor or {}},
         job_dir="/jobs/hello-campaign",
     )
 

@@ -16,6 +16,7 @@ import pytest
 from plans import (
     HOSTILE,
     campaign_plan,
+    factory_plan,
     gpu_plan,
     hostile_plan,
     plain_plan,
@@ -40,6 +41,12 @@ CASES: dict[str, tuple[Callable[[], Plan], Callable[[Plan], str]]] = {
     "htcondor_plain.sub": (plain_plan, describe_submit),
     "htcondor_campaign.dag": (
         lambda: campaign_plan("htcondor"),
+        lambda plan: describe_dag(plan, python="/usr/bin/python3"),
+    ),
+    "htcondor_factory.sub": (factory_plan, describe_submit),
+    "htcondor_factory_campaign.dag": (
+        # make and check (6 tasks each) above the threshold, sum (1 task) below it
+        lambda: campaign_plan("htcondor", {"factory_above": 3, "max_idle": 2}),
         lambda plan: describe_dag(plan, python="/usr/bin/python3"),
     ),
     "htcondor_gpu.sub": (gpu_plan, describe_submit),

@@ -13,17 +13,21 @@ import pytest
 from fcgtainer.backends.htcondor import (
     CONDOR_STATES,
     EVENT_STATES,
+    NOT_MATERIALISED,
     HTCondorBackend,
     arguments,
     classad_string,
     parse_ads,
     parse_events,
+    render_dag,
     render_submit,
 )
 from fcgtainer.config.job import Job
-from fcgtainer.config.site import Site
+from fcgtainer.config.site import Site, load_site_file
+from fcgtainer.errors import ConfigError
 from fcgtainer.plan.tasks import Plan, make_plan
-from fcgtainer.states import State
+from fcgtainer.runs.monitor import merge
+from fcgtainer.states import State, TaskStatus
 
 pytestmark = pytest.mark.unit
 DATA = Path(__file__).resolve().parent.parent / "data" / "htcondor"
@@ -36,11 +40,11 @@ def _site(tmp_path: Path, **opts: Any) -> Site:
     )
 
 
-def _plan(tmp_path: Path, tasks: int = 4, **job: Any) -> Plan:
+def _plan(tmp_path: Path, tasks: int = 4, site: dict[str, Any] | None = None, **job: Any) -> Plan:
     loaded = Job.model_validate(
         {"name": "hello", "command": ["true"], "matrix": {"n": {"range": [0, tasks]}}, **job}
     )
-    return make_plan(loaded, _site(tmp_path), {}, RUN, runtime="native")
+    return make_plan(loaded, _site(tmp_path, **(site or {})), {}, RUN, runtime="native")
 
 
 class FakeSchedd:
@@ -53,6 +57,7 @@ class FakeSchedd:
     def submit(self, description: Any, itemdata: Iterator[dict[str, str]]) -> Any:
         self.calls.append("submit")
         items = list(itemdata)
+        self.submitted = (dict(description), items)
         return SimpleNamespace(
             cluster=lambda: 31, first_proc=lambda: 0, num_procs=lambda: len(items)
         )
@@ -69,8 +74,8 @@ class FakeSchedd:
         self.calls.append(f"act {len(ids)}")
 
 
-def _backend(tmp_path: Path, schedd: FakeSchedd) -> HTCondorBackend:
-    backend = HTCondorBackend(_site(tmp_path))
+def _backend(tmp_path: Path, schedd: FakeSchedd, **opts: Any) -> HTCondorBackend:
+    backend = HTCondorBackend(_site(tmp_path, **opts))
     backend._schedd = lambda: schedd  # type: ignore[method-assign]
     return backend
 
@@ -222,7 +227,7 @@ def test_cancel_is_one_action(tmp_path: Path) -> None:
     assert schedd.calls == ["act 2"]
 
 
-def _campaign(tmp_path: Path) -> Plan:
+def _campaign(tmp_path: Path, **opts: Any) -> Plan:
     job = Job.model_validate(
         {
             "name": "c",
@@ -235,7 +240,7 @@ def _campaign(tmp_path: Path) -> Plan:
             },
         }
     )
-    return make_plan(job, _site(tmp_path), {}, RUN, runtime="native")
+    return make_plan(job, _site(tmp_path, **opts), {}, RUN, runtime="native")
 
 
 def test_campaign_dag_has_one_node_per_step_and_only_chosen_tasks(tmp_path: Path) -> None:
@@ -276,3 +281,173 @@ def test_campaign_status_is_one_schedd_query(tmp_path: Path) -> None:
     assert "dag39#0" not in out  # that DAG has ended: the markers decide
     _backend(tmp_path, schedd).cancel(["dag40#3", "dag40#6"])
     assert schedd.calls[-1] == f"act {len('ClusterId == 40 || DAGManJobId == 40')}"  # a constraint
+
+
+# ---------------------------------------------------------------- late materialisation
+
+
+def test_factory_keys_are_typed_closed_and_defaulted(tmp_path: Path) -> None:
+    """Defaults fit a real pool; a factory needs a limit; extra cannot set the commands."""
+    opts = Site().htcondor
+    assert (opts.factory_above, opts.max_idle, opts.max_materialize) == (1000, 1000, None)
+    site = tmp_path / "s.yaml"
+    cases = {
+        "htcondor: {max_idle: 0}": "htcondor.max_idle",
+        "htcondor: {max_idle: null}": "max_idle and max_materialize are both null",
+        "htcondor: {factory_above: many}": "htcondor.factory_above",
+        "htcondor: {extra: {max_idle: '5'}}": "max_idle is set by fcgtainer",
+        "htcondor: {max_idel: 5}": "max_idle",  # unknown key: the valid ones are listed
+    }
+    for text, says in cases.items():
+        site.write_text(text + "\n")
+        with pytest.raises(ConfigError) as err:
+            load_site_file(site)
+        assert says in f"{err.value.message} {err.value.hint}", text
+    site.write_text("htcondor: {factory_above: null, max_idle: null}\n")
+    assert load_site_file(site).htcondor.factory_above is None  # never a factory: fine
+
+
+def test_more_tasks_than_the_threshold_make_a_factory(tmp_path: Path) -> None:
+    """max_idle / max_materialize appear above factory_above, counted on what is queued."""
+    limits = {"factory_above": 4, "max_idle": 50, "max_materialize": 200}
+    desc = render_submit(_plan(tmp_path, 5, limits))
+    assert (desc["max_idle"], desc["max_materialize"]) == ("50", "200")
+    assert "max_idle" not in render_submit(_plan(tmp_path, 4, limits)), "not above: plain"
+    assert "max_idle" not in render_submit(_plan(tmp_path, 5, limits), count=3), "a resubmit"
+    never = render_submit(_plan(tmp_path, 5000, {"factory_above": None}))
+    assert "max_idle" not in never and "max_materialize" not in never
+    only_idle = render_submit(_plan(tmp_path, 1001))
+    assert only_idle["max_idle"] == "1000" and "max_materialize" not in only_idle
+
+
+def test_a_campaign_step_above_the_threshold_is_a_factory_node(tmp_path: Path) -> None:
+    """Each node decides on its own chosen tasks: a partial resubmission may be plain."""
+    plan = _campaign(tmp_path, factory_above=2)
+    files = render_dag(plan)
+    assert "max_idle = 1000" in files["a.sub"] and "max_idle = 1000" in files["b.sub"]
+    assert "max_idle" not in files["c.sub"]  # one task
+    assert "max_idle" not in render_dag(plan, [0, 1, 3])["a.sub"]  # two chosen: not above 2
+
+
+def test_a_factory_is_submitted_once_with_every_task_as_itemdata(tmp_path: Path) -> None:
+    """One schedd call; the items travel with it; proc n is the n-th task as before."""
+    pytest.importorskip("htcondor2")
+    schedd = FakeSchedd([], [])
+    plan = _plan(tmp_path, 300, {"factory_above": 100, "max_idle": 50})
+    backend = HTCondorBackend(plan.site)
+    backend._schedd = lambda: schedd  # type: ignore[method-assign]
+    ids = backend.submit(plan)
+    description, items = schedd.submitted
+    assert schedd.calls == ["submit"] and description["max_idle"] == "50"
+    assert [item["task"] for item in items] == [str(i) for i in range(300)]
+    assert ids[0] == "31.0" and ids[299] == "31.299"
+
+
+def _factory_log(tmp_path: Path, backend: HTCondorBackend, extra: str = "") -> None:
+    """The crafted factory log (cluster 7, six tasks, max_idle 2), plus ``extra`` events."""
+    log = tmp_path / "factory.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text((DATA / "factory_events.log").read_text() + extra)
+    index = backend.site.runs_path / ".htcondor"
+    index.mkdir(parents=True, exist_ok=True)
+    (index / "7.log").symlink_to(log)
+
+
+IDS = [f"7.{p}" for p in range(6)]
+
+
+def test_unmaterialised_procs_are_pending_not_lost(tmp_path: Path) -> None:
+    """A live factory's procs with no event yet are PENDING, from the log alone.
+
+    tests/data/htcondor/factory_events.log is crafted in the event log's text format (the
+    bindings' JobEventLog parses it): CLUSTER_SUBMIT, procs 0-2 materialised, 0 ended, 1
+    running; 3-5 not materialised yet.
+    """
+    pytest.importorskip("htcondor2")
+    schedd = FakeSchedd([], [])
+    backend = _backend(tmp_path, schedd)
+    _factory_log(tmp_path, backend)
+    out = backend.status(IDS)
+    assert schedd.calls == [], "the log explains every id: no schedd call"
+    assert "7.0" not in out  # ended: the marker decides
+    assert out["7.1"].state is State.RUNNING and out["7.2"].state is State.PENDING
+    for job_id in ("7.3", "7.4", "7.5"):
+        assert out[job_id] == TaskStatus(State.PENDING, reason=NOT_MATERIALISED)
+        # the monitor keeps them queued however long they wait: never LOST
+        assert merge(out[job_id], None, cancelled=False, overdue=True).state is State.PENDING
+
+
+def test_a_paused_factory_holds_and_a_removed_one_cancels_what_is_left(tmp_path: Path) -> None:
+    """FACTORY_PAUSED: the procs to come are HELD with its reason; CLUSTER_REMOVE
+    before the end: they never will be (CANCELLED); resumed: pending again."""
+    pytest.importorskip("htcondor2")
+    paused = (
+        "037 (007.-01.-01) 2026-12-05 10:01:00 Job Materialization Paused\n"
+        "\tvia condor_hold (by user fcg)\n\tPauseCode 1\n...\n"
+    )
+    backend = _backend(tmp_path / "a", FakeSchedd([], []))
+    _factory_log(tmp_path / "a", backend, paused)
+    seen = backend.status(IDS)["7.4"]
+    assert seen.state is State.HELD and "via condor_hold" in seen.reason
+    resumed = "038 (007.-01.-01) 2026-12-05 10:02:00 Job Materialization Resumed\n...\n"
+    backend = _backend(tmp_path / "b", FakeSchedd([], []))
+    _factory_log(tmp_path / "b", backend, paused + resumed)
+    assert backend.status(IDS)["7.4"].reason == NOT_MATERIALISED
+    removed = (
+        "036 (007.-01.-01) 2026-12-05 10:03:00 Cluster removed\n"
+        "\tMaterialized 3 jobs from 6 items.\tIncomplete\n...\n"
+    )
+    backend = _backend(tmp_path / "c", FakeSchedd([], []))
+    _factory_log(tmp_path / "c", backend, removed)
+    out = backend.status(IDS)
+    assert out["7.4"].state is State.CANCELLED and out["7.1"].state is State.RUNNING
+
+
+def test_without_the_log_procs_above_the_queue_are_still_to_come(tmp_path: Path) -> None:
+    """No event log: one query and one history call as before; a proc above the highest
+    one queued for its cluster is not materialised yet (factories go in ProcId order)."""
+    schedd = FakeSchedd(
+        [{"ClusterId": 9, "ProcId": p, "JobStatus": 1} for p in (3, 4)],
+        [{"ClusterId": 9, "ProcId": p, "JobStatus": 3} for p in (0,)],
+    )
+    out = _backend(tmp_path, schedd).status([f"9.{p}" for p in range(8)])
+    assert schedd.calls == ["query", "history"]
+    assert out["9.0"].state is State.CANCELLED and out["9.4"].state is State.PENDING
+    assert out["9.7"] == TaskStatus(State.PENDING, reason=NOT_MATERIALISED)
+    assert "9.1" not in out and "9.2" not in out  # below the queue: ended, the marker decides
+
+
+@pytest.mark.parametrize(
+    ("answer", "factory_above", "status", "says"),
+    [
+        ((0, "20000\n"), 1000, "ok", "20000 (set by the pool); steps of more than 1000"),
+        ((1, "Not defined: MAX_JOBS_PER_SUBMISSION\n"), 1000, "ok", "HTCondor's default"),
+        ((0, "500\n"), 1000, "warn", "500 (set by the pool); factory_above: 1000"),
+        ((0, "20000\n"), None, "warn", "factory_above: None"),
+    ],
+)
+def test_doctor_shows_the_pools_submission_limit(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    answer: tuple[int, str],
+    factory_above: int | None,
+    status: str,
+    says: str,
+) -> None:
+    """``condor_config_val MAX_JOBS_PER_SUBMISSION`` once, through the proc seam."""
+    from fcgtainer import proc
+    from fcgtainer.host import doctor
+
+    calls: list[list[str]] = []
+
+    def fake_run(argv: list[str], **kwargs: Any) -> proc.Completed:
+        calls.append(list(argv))
+        return proc.Completed(tuple(argv), answer[0], answer[1], "")
+
+    monkeypatch.setattr(doctor.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(proc, "run", fake_run)
+    check = doctor.check_htcondor_limits(_site(tmp_path, factory_above=factory_above))
+    assert calls == [["/usr/bin/condor_config_val", "MAX_JOBS_PER_SUBMISSION"]]
+    assert check.status == status and says in check.detail
+    if status == "warn":
+        assert "factory_above" in check.fix
