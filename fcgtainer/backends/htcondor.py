@@ -141,7 +141,7 @@ def render_submit(plan: Plan, count: int | None = None) -> dict[str, str]:
         "batch_name": _value(plan.name, "batch_name"),
         "checkpoint_exit_code": str(EXIT_REQUEUE),
         "environment": '"FCGTAINER_ATTEMPT=$$([NumJobStarts])"',
-        "error": _value(f"{run}/tasks/", "error") + "$(task)/scheduler.err",
+        "error": _value(f"{run}/scheduler/", "error") + "$(task).err",
         "executable": "/bin/bash",
         "getenv": "false",
         "initialdir": _value(run, "initialdir"),
@@ -149,7 +149,7 @@ def render_submit(plan: Plan, count: int | None = None) -> dict[str, str]:
         "max_retries": str(retries(plan)),
         "on_exit_hold": "ExitBySignal =?= true",
         "on_exit_hold_reason": '"the job wrapper was killed by a signal"',
-        "output": _value(f"{run}/tasks/", "output") + "$(task)/scheduler.out",
+        "output": _value(f"{run}/scheduler/", "output") + "$(task).out",
         "periodic_release": (
             f"HoldReasonCode =!= 1 && NumJobStarts <= {retries(plan) + 1} "
             "&& time() - EnteredCurrentStatus > 60"

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from fcgtainer import tasktable
 from fcgtainer.backends.base import Backend
 from fcgtainer.plan.tasks import Plan
 from fcgtainer.states import State, TaskStatus
@@ -152,7 +153,7 @@ class LocalBackend(Backend):
             run_dir, index = _split(task_id)
             by_run.setdefault(run_dir, []).append(index)
         for run_dir, indices in by_run.items():
-            every = {int(p.name) for p in (run_dir / "tasks").iterdir() if p.name.isdigit()}
+            every = set(tasktable.rows(run_dir))
             whole = set(indices) >= every
             groups = []
             if whole:
@@ -163,6 +164,7 @@ class LocalBackend(Backend):
                         _signal_group(sup, signal.SIGTERM)
             for index in indices:
                 tdir = run_dir / "tasks" / str(index)
+                tdir.mkdir(exist_ok=True)  # a task that has not started yet
                 (tdir / "cancelled").touch()
                 pid = read_pid(tdir / "pid")
                 if pid is not None:

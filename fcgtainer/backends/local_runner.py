@@ -39,6 +39,7 @@ def _stop(signum: int, frame: object) -> None:
 
 def _start(run_dir: Path, index: int, attempt: int) -> subprocess.Popen[bytes]:
     tdir = run_dir / "tasks" / str(index)
+    tdir.mkdir(exist_ok=True)  # the wrapper fills it from the task table
     (tdir / "walltime_exceeded").unlink(missing_ok=True)  # each attempt has the whole walltime
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "FCGTAINER_ATTEMPT": str(attempt)}
     return subprocess.Popen(

@@ -163,9 +163,8 @@ def output_pattern(plan: Plan, start: int = 0) -> str:
     prefix = f"{start}+" if start else ""
     if plan.step:
         return _pattern(f"{plan.run_dir}/steps/{plan.step}/{prefix}") + "%a.out"
-    if start:  # tasks/<i>/ exists only for the task itself: SLURM cannot add START to %a
-        return _pattern(f"{plan.run_dir}/tasks/scheduler-{prefix}") + "%a.out"
-    return _pattern(f"{plan.run_dir}/tasks/") + "%a/scheduler.out"
+    # tasks/<i>/ is made by the task itself, and SLURM cannot add START to %a
+    return _pattern(f"{plan.run_dir}/scheduler/{prefix}") + "%a.out"
 
 
 def render_sbatch(plan: Plan, start: int = 0) -> str:

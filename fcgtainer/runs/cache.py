@@ -143,8 +143,9 @@ def apply(plan: Plan, keys: Mapping[int, str], reused: Mapping[int, tuple[Path, 
         source_dir, source = reused[index]
         tdir, out = plan.task_dir(index), plan.out_dir(index)
         with contextlib.suppress(OSError):
-            out.rmdir()  # the empty directory write_run_dir made
+            out.rmdir()  # an empty directory of an earlier, interrupted submit
         os.symlink(source_dir / "out" / str(source), out)
+        make_private_dir(tdir, group)
         note = json.dumps({"run_dir": str(source_dir), "task": source}).encode()
         write_private(tdir / "cached", note, group)
         write_private(tdir / "exit_code", b"0\n", group)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
+from fcgtainer import tasktable
 from fcgtainer.errors import NotFoundError
 from fcgtainer.runs import monitor
 from fcgtainer.runs.journal import Journal, RunRecord, TaskRecord
@@ -44,7 +45,7 @@ def log_chunks(
 ) -> Iterator[bytes]:
     """Yield a task's log as it grows; with ``follow``, until the task has finished."""
     path = log_path(run.run_dir, index)
-    if not path.parent.is_dir():
+    if not path.parent.is_dir() and tasktable.row(run.run_dir, index) is None:
         raise NotFoundError(f"run {run.id[:8]} has no task {index}", "see fcgtainer status")
     offset = 0
     while True:

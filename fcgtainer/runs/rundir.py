@@ -17,13 +17,13 @@ Layout (on a filesystem the compute nodes share)::
     RUN_DIR/tasks/<i>/task.log    stdout and stderr of every attempt (appended)
     RUN_DIR/tasks/<i>/exit_code   the marker: written last, atomically, by the wrapper
     RUN_DIR/out/<i>/              the payload's output and working directory (made by the task)
+    RUN_DIR/scheduler/            what the scheduler itself writes of a task (its stdout and
+                                  stderr files; a campaign's: RUN_DIR/steps/<step>/)
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ def write_run_dir(plan: Plan, manifest: Mapping[str, Any], host_env: Mapping[str
         )
         node.install(plan.run_dir, dir_mode)
         write_secret_env(plan, host_env)
-        for sub in ("tasks", "out"):
+        for sub in ("tasks", "out", "scheduler"):
             make_private_dir(plan.run_dir / sub, group)
         for step in plan.steps:  # SLURM writes a campaign step's own output there
             make_private_dir(plan.run_dir / "steps", group)
@@ -58,14 +58,11 @@ def write_run_dir(plan: Plan, manifest: Mapping[str, Any], host_env: Mapping[str
 
 def write_tasks(plans: Sequence[Plan], host_env: Mapping[str, str]) -> None:
     """The task table (:mod:`fcgtainer.tasktable`) of every task of ``plans`` (a run's
-    steps) and each task's directory, for the scheduler's own output there.
-
-    A few chunk files, whatever the task count; ``out/<i>`` and the task's own files are
-    the wrapper's to make when the task starts. Written under :func:`write_run_dir`'s
-    private umask.
+    steps): a few chunk files, whatever the task count. ``tasks/<i>/`` and ``out/<i>/``
+    are the task's to make when it starts (the scheduler writes its own output to
+    ``scheduler/`` or ``steps/<step>/``).
     """
     group = plans[0].site.share_group if plans else False
-    dir_mode, _ = modes(group)
     specs: list[tuple[int, bytes]] = []
     argvs: list[tuple[int, bytes]] = []
     rows: list[tuple[int, bytes]] = []
@@ -81,8 +78,6 @@ def write_tasks(plans: Sequence[Plan], host_env: Mapping[str, str]) -> None:
             specs.append((task.index, tasktable.spec_line(task_spec(plan, task))))
             argvs.append((task.index, tasktable.argv_line(task_argv(plan, task, host_env))))
             rows.append((task.index, tasktable.task_line(tasktable.Row(*bounds, tuple(upstream)))))
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(plan.task_dir(task.index), dir_mode)
     table = plans[0].run_dir / "table" if plans else None
     if table is None:
         return

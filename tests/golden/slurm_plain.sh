@@ -1,4 +1,4 @@
-sbatch --parsable --array=0-3 --chdir=/runs/hello-00000000 '--comment=fcgtainer run 00000000-1111-2222-3333-444444444444' --cpus-per-task=1 --export=NIL --job-name=fcg-hello-00000000-1111-2222-3333-444444444444 --mem=2048M --open-mode=append --output=/runs/hello-00000000/tasks/%a/scheduler.out --time=01:00:00 --requeue <<'FCGTAINER_EOF'
+sbatch --parsable --array=0-3 --chdir=/runs/hello-00000000 '--comment=fcgtainer run 00000000-1111-2222-3333-444444444444' --cpus-per-task=1 --export=NIL --job-name=fcg-hello-00000000-1111-2222-3333-444444444444 --mem=2048M --open-mode=append --output=/runs/hello-00000000/scheduler/%a.out --time=01:00:00 --requeue <<'FCGTAINER_EOF'
 #!/bin/bash
 # fcgtainer run 00000000-1111-2222-3333-444444444444: one array task per fcgtainer task
 # --export=NIL: nothing of the submitter's environment but SLURM_*

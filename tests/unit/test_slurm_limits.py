@@ -309,7 +309,7 @@ def test_submit_beyond_the_room_submits_what_fits_and_says_why() -> None:
     first, second = fake.sbatches()
     assert _option(first, "array") == "0-100" and _option(second, "array") == "0-27"
     assert _option(second, "job-name") == f"{plan.name}+101"
-    assert _option(second, "output") == "/runs/big-11111111/tasks/scheduler-101+%a.out"
+    assert _option(second, "output") == "/runs/big-11111111/scheduler/101+%a.out"
     assert ids[0] == "1000_0" and ids[101] == "1001_0" and ids[128] == "1001_27"
     assert "room for 129 of 300" in backend.note and "MaxJobCount 150" in backend.note
     assert fake.calls[-1][1] == render_sbatch(plan, 101)
@@ -447,6 +447,7 @@ def test_resubmit_waiting_feeds_the_rest_chained_on_what_is_queued(
     fake.answers["squeue"] = _done("")  # the first 149 finished and left the queue
     fake.answers["usage"] = _done("")
     for i in range(149):
+        (plan.run_dir / "tasks" / str(i)).mkdir(exist_ok=True)  # as the task makes it
         (plan.run_dir / "tasks" / str(i) / "exit_code").write_text("0\n")
     assert feed() == 149
     assert journal.run(plan.run_id).phase == "feeding"
