@@ -15,3 +15,19 @@ def isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     state = tmp_path / "state"
     monkeypatch.setenv("FCGTAINER_STATE_DIR", str(state))
     return state
+
+
+@pytest.fixture(autouse=True)
+def feeders_started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The runs whose background feeder submit would have started (in this process only:
+    a test drives ``fcgtainer.runs.feeder.feed`` itself; CLI subprocesses start real ones)."""
+    from fcgtainer.runs import feeder
+
+    started: list[str] = []
+
+    def start(run: object) -> int:
+        started.append(str(getattr(run, "id", "")))
+        return 0
+
+    monkeypatch.setattr(feeder, "start", start)
+    return started

@@ -159,9 +159,10 @@ def submitted(console: Console, done: Submitted) -> None:
             console.print("  nothing changed: no scheduler call")
     if done.waiting:
         console.print(
-            f"  {done.waiting} task(s) wait for room: {done.note}. Feed them with "
-            f"`fcgtainer resubmit --waiting {plan.run_id[:8]}` as tasks finish "
-            "(each call submits what fits), or bundle tasks to need fewer jobs",
+            f"  {done.waiting} task(s) wait for room: {done.note}. A feeder in the "
+            f"background submits them as tasks finish ({plan.run_dir}/feeder.log; where a "
+            "logout stops it, run `fcgtainer resubmit --waiting "
+            f"{plan.run_id[:8]}` from cron), or bundle tasks to need fewer jobs",
             soft_wrap=True,
             markup=False,
         )

@@ -198,8 +198,8 @@ def resubmit(
         tasks = journal.tasks(record.id)
         rest = [t for t in tasks if not t.backend_id and not t.status.state.terminal]
         out.print(
-            f"  {len(rest)} task(s) still wait for room in the queue: run "
-            f"`fcgtainer resubmit --waiting {record.id[:8]}` again as tasks finish"
+            f"  {len(rest)} task(s) still wait for room in the queue: the run's feeder "
+            f"submits them as tasks finish ({left.run_dir}/feeder.log)"
         )
 
 

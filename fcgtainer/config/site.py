@@ -116,7 +116,8 @@ class SlurmOptions(Strict):
     """How jobs are asked for on a SLURM site.
 
     ``array_limit`` is the ``%N`` throttle of every array (tasks running at once);
-    ``limits`` lowers the size limits SLURM reports (docs/architecture.md, Scale).
+    ``limits`` lowers the size limits SLURM reports (docs/scale.md); ``feed_every`` is how
+    often the feeder of a run larger than the queue tries to submit its waiting tasks.
     """
 
     partition: str | None = None
@@ -128,6 +129,7 @@ class SlurmOptions(Strict):
     array_limit: int | None = Field(default=None, ge=1)
     signal_margin: int = Field(default=300, ge=10)
     limits: SlurmLimits = SlurmLimits()
+    feed_every: float = Field(default=60.0, gt=0, le=3600)  # s between a feeder's rounds
     extra_flags: tuple[str, ...] = ()
     sbatch: str = "sbatch"
     squeue: str = "squeue"

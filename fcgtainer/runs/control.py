@@ -41,6 +41,7 @@ def resubmit(
     *,
     states: frozenset[State] | set[State] = FAILED,
     waiting: bool = False,
+    feeder: bool = True,
 ) -> int:
     """Submit the tasks of ``run`` in ``states`` again (default: failed and lost), at once.
 
@@ -49,8 +50,8 @@ def resubmit(
 
     ``waiting``: also the tasks the scheduler had no room for (run phase ``feeding``); as
     many as fit now go, chained on the upstream tasks still queued; the rest keep waiting
-    for the next call. This is how a run larger than SLURM's MaxJobCount/MaxSubmitJobs is
-    fed: run it again as tasks finish (by hand, cron, or `watch`).
+    for the next call, and the run's feeder is started for them unless ``feeder`` is off
+    (the feeder itself calls this: :mod:`fcgtainer.runs.feeder`).
     """
     from fcgtainer.plan.tasks import make_plan, with_dependents
     from fcgtainer.runs.submit import FEEDING, plan_run, record_waiting
@@ -114,7 +115,7 @@ def resubmit(
     }
     ids = backend.submit(plan, chosen, queued=queued)
     journal.set_backend_ids(run.id, ids)
-    left = record_waiting(journal, run.id, chosen, ids, backend)
+    left = record_waiting(journal, run.id, chosen, ids, backend, feeder=feeder)
     if not left and run.phase == FEEDING:
         # tasks not chosen this time (resubmit --failed) may still wait for room
         rest = journal.tasks(run.id)

@@ -413,7 +413,7 @@ def waiting_status(run_id: str, note: str) -> TaskStatus:
     return TaskStatus(
         State.PENDING,
         reason=f"waiting for room: {note or 'the scheduler took fewer tasks'}; "
-        f"`fcgtainer resubmit --waiting {run_id[:8]}` submits what fits",
+        "the run's feeder submits it when room frees (feeder.log)",
     )
 
 
@@ -423,11 +423,14 @@ def record_waiting(
     requested: Sequence[int],
     ids: Mapping[int, str],
     backend: Backend,
+    *,
+    feeder: bool = True,
 ) -> int:
     """Journal the requested tasks the backend left out (no room) as waiting; how many.
 
-    The run's phase becomes ``feeding``: ``status`` keeps them pending (never LOST) and
-    ``fcgtainer resubmit --waiting`` submits them, as many as fit each time.
+    The run's phase becomes ``feeding``: ``status`` keeps them pending (never LOST), and
+    the run's feeder (:mod:`fcgtainer.runs.feeder`, started here unless ``feeder`` is
+    off: it is the caller) submits them as room frees, as ``resubmit --waiting`` does.
     """
     waiting = [i for i in requested if i not in ids]
     if not waiting or not backend.note:
@@ -435,6 +438,10 @@ def record_waiting(
     status = waiting_status(run_id, backend.note)
     journal.update_states(run_id, dict.fromkeys(waiting, status))
     journal.set_phase(run_id, FEEDING)
+    if feeder:
+        from fcgtainer.runs import feeder as feeders
+
+        feeders.start(journal.run(run_id))
     return len(waiting)
 
 

@@ -384,7 +384,7 @@ def test_waiting_tasks_are_journalled_pending_and_never_lost(tmp_path: Path) -> 
     tasks = journal.tasks(plan.run_id)
     waiting = [t for t in tasks if not t.backend_id]
     assert len(waiting) == 151 and all(t.status.state is State.PENDING for t in waiting)
-    assert "resubmit --waiting 11111111" in waiting[0].status.reason
+    assert "the run's feeder submits it" in waiting[0].status.reason
     later = monitor.settle_unsubmitted(journal, run, tasks, run.created + 10**6)
     assert [t.status for t in later if not t.backend_id] == [t.status for t in waiting]
 
@@ -459,3 +459,73 @@ def test_resubmit_waiting_feeds_the_rest_chained_on_what_is_queued(
     names = [_option(argv, "job-name") for argv in fake.sbatches()]
     assert names[-1] == f"{plan.name}+202"  # tasks 298-299: the third chunk of 101
     assert _option(fake.sbatches()[-1], "array") == "96-97"
+
+
+def test_the_feeder_submits_every_waiting_task_then_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, feeders_started: list[str]
+) -> None:
+    """Submit starts the run's feeder; its rounds submit what fits as tasks finish, until
+    nothing waits (the same 300 tasks under room 149)."""
+    from fcgtainer.runs import control, feeder, monitor
+    from fcgtainer.runs import submit as runs
+    from fcgtainer.runs.journal import Journal
+
+    site_file = tmp_path / "small.yaml"
+    site_file.write_text(
+        f"scheduler: slurm\nruntime: native\nruns_dir: {tmp_path / 'runs'}\n"
+        "slurm: {limits: {max_array_size: 101, max_job_count: 150}, feed_every: 5}\n"
+    )
+    job_dir = tmp_path / "jobs" / "big"
+    job_dir.mkdir(parents=True)
+    (job_dir / "job.yaml").write_text('command: ["true"]\nmatrix: {n: {range: [0, 300]}}\n')
+    fake = Fake({})
+    make = lambda site: SlurmBackend(site, runner=fake)  # noqa: E731
+    monkeypatch.setattr(control, "get_backend", make)
+    monkeypatch.setattr(monitor, "get_backend", make)
+    journal = Journal()
+    plan = runs.plan_run(str(job_dir / "job.yaml"), str(site_file), [])
+    done = runs.submit(plan, journal, make(plan.site))
+    assert done.waiting == 151 and feeders_started == [plan.run_id]
+    queued = "".join(f"{v}|RUNNING|None\n" for v in done.ids.values())
+    fake.answers["squeue"] = _done(queued)
+    fake.answers["usage"] = _done("someone|RUNNING\n" * 149)
+    naps: list[float] = []
+
+    def queued_tasks_finish(seconds: float) -> None:
+        naps.append(seconds)
+        fake.answers["squeue"] = _done("")
+        fake.answers["usage"] = _done("")
+        for task in journal.tasks(plan.run_id):
+            if task.backend_id:
+                (plan.run_dir / "tasks" / str(task.index)).mkdir(exist_ok=True)
+                (plan.run_dir / "tasks" / str(task.index) / "exit_code").write_text("0\n")
+
+    assert feeder.feed(journal, plan.run_id, 5.0, sleep=queued_tasks_finish) == 151
+    assert naps == [5.0, 5.0]  # no room, then 149, then the last 2
+    assert journal.run(plan.run_id).phase == "submitted"
+    assert len({t.backend_id for t in journal.tasks(plan.run_id)}) == 300
+    assert feeders_started == [plan.run_id]  # its own rounds start no other feeder
+
+
+def test_a_feeder_exits_at_once_when_nothing_waits(tmp_path: Path) -> None:
+    """The real process: started in the background, it finds the run not feeding."""
+    import subprocess
+    import sys
+
+    from fcgtainer.runs.journal import Journal
+
+    journal = Journal()
+    journal.create_run(
+        "f" * 32,
+        job="big",
+        site="small",
+        scheduler="slurm",
+        run_dir=tmp_path,
+        plan_key="k",
+        manifest={},
+        task_names=["a"],
+    )
+    argv = [sys.executable, "-m", "fcgtainer.runs.feeder", "f" * 32]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "feeder.lock").exists()
