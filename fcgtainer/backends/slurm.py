@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 
 from fcgtainer.backends.base import Backend
@@ -193,13 +194,48 @@ def render_sbatch(plan: Plan, start: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
-def describe_sbatch(plan: Plan, size: int | None = None) -> str:
+def report_job(plan: Plan, python: str, after: Sequence[str]) -> tuple[list[str], str]:
+    """The ``sbatch`` argv and script of a campaign's report job (``node/report.sh``).
+
+    It waits ``afterany`` on ``after`` (the run's array job ids) and so runs once every
+    task has ended, however it ended; its output is ``scheduler/report.out``.
+    """
+    opts = plan.site.slurm
+    values: dict[str, str | None] = {
+        "--account": opts.account,
+        "--chdir": str(plan.run_dir),
+        "--comment": f"fcgtainer run {plan.run_id}: report",
+        "--cpus-per-task": "1",
+        "--dependency": "afterany:" + ":".join(after),
+        "--export": "NIL",
+        "--job-name": f"{plan.name}.report",
+        "--mem": "2048M",
+        "--output": _pattern(f"{plan.run_dir}/scheduler/report.out"),
+        "--partition": opts.partition,
+        "--qos": opts.qos,
+        "--time": "00:30:00",
+    }
+    argv = [opts.sbatch, "--parsable"]
+    argv += [f"{k}={v}" for k, v in sorted(values.items()) if v is not None]
+    script = "\n".join(
+        [
+            "#!/bin/bash",
+            f"# fcgtainer run {plan.run_id}: the campaign's report, after every task",
+            f"export PATH={SCRIPT_PATH}",
+            "exec /bin/bash "
+            + shlex.join([f"{plan.run_dir}/node/report.sh", str(plan.run_dir), python]),
+        ]
+    )
+    return argv, script + "\n"
+
+
+def describe_sbatch(plan: Plan, size: int | None = None, python: str = sys.executable) -> str:
     """One bash command that is exactly the submission: options plus script on stdin.
 
     A campaign is one such command per array; ``$JOB_<step>`` (``$JOB_<step>_<k>`` for a
-    step's later arrays) stands for the job id the ``sbatch`` of an earlier array printed.
-    ``size``: tasks per array (default: the site profile's ``slurm.limits.max_array_size``,
-    else SLURM's default 1001).
+    step's later arrays) stands for the job id the ``sbatch`` of an earlier array printed;
+    then its report job (:func:`report_job`, run by ``python``). ``size``: tasks per array
+    (default: the site profile's ``slurm.limits.max_array_size``, else SLURM's default 1001).
     """
     size = size or plan.site.slurm.limits.max_array_size or DEFAULT_MAX_ARRAY_SIZE
     out = []
@@ -226,6 +262,13 @@ def describe_sbatch(plan: Plan, size: int | None = None) -> str:
             jobs[f"#{k}"] = "${" + variable + "%%;*}"  # --parsable: ID or ID;CLUSTER
         else:
             out.append(f"{argv} <<'{eof}'\n{script}{eof}\n")
+    if plan.steps and jobs:
+        argv_list, script = report_job(plan, python, ["AFTER"])
+        after = "afterany:" + ":".join(jobs.values())
+        argv = shlex.join(argv_list).replace(
+            "--dependency=afterany:AFTER", f'"--dependency={after}"'
+        )
+        out.append(f"{argv} <<'FCGTAINER_EOF'\n{script}FCGTAINER_EOF\n")
     return "".join(out)
 
 
@@ -393,7 +436,22 @@ class SlurmBackend(Backend):
             job_id = parse_sbatch(done.stdout)
             jobs[f"#{k}"] = job_id
             out.update({i: f"{job_id}_{array.array_index(i)}" for i in array.members})
+        if plan.steps and out and not later:
+            self._submit_report(plan, [*out.values(), *(queued or {}).values()])
         return out
+
+    def _submit_report(self, plan: Plan, task_ids: Sequence[str]) -> None:
+        """The campaign's report job after every array of the run (:func:`report_job`).
+
+        Not submitted is only a note: ``fcgtainer report RUN`` writes the same page.
+        """
+        arrays = sorted({task.split("_", 1)[0] for task in task_ids}, key=int)
+        argv, script = report_job(plan, sys.executable, arrays)
+        try:
+            self._run(argv, timeout=SUBMIT_TIMEOUT_S, stdin=script)
+        except CommandError as exc:
+            why = (exc.stderr.strip().splitlines() or [f"exit code {exc.returncode}"])[-1]
+            self.note = f"no report job ({why}): `fcgtainer report RUN` writes the report"
 
     def find(self, plan: Plan) -> dict[int, str]:
         """Tasks already queued (or recorded) under this run's names: the newest job wins.

@@ -12,6 +12,7 @@
 ``env.sh``     a native task's secrets: exported from their 0600 file, never on a command line
 ``upstream.sh`` a campaign task's check of its upstream tasks' markers (exit 88 if one failed)
 ``table.sh``   a task's spec, argv and bounds copied from the run's task table when it starts
+``report.sh``  a SLURM campaign's last job: the run's report once every task has ended
 =============  =====================================================================
 
 Python passes values to these scripts as arguments, never as shell text. A run directory
@@ -37,6 +38,7 @@ SCRIPTS = (
     "env.sh",
     "upstream.sh",
     "table.sh",
+    "report.sh",
 )
 
 

@@ -22,3 +22,9 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 exec /bin/bash /runs/hello-campaign-00000000/wrapper.sh /runs/hello-campaign-00000000 "$((SLURM_ARRAY_TASK_ID + 12))"
 FCGTAINER_EOF
 )
+sbatch --parsable --chdir=/runs/hello-campaign-00000000 '--comment=fcgtainer run 00000000-1111-2222-3333-444444444444: report' --cpus-per-task=1 "--dependency=afterany:${JOB_make%%;*}:${JOB_check%%;*}:${JOB_sum%%;*}" --export=NIL --job-name=fcg-hello-campaign-00000000-1111-2222-3333-444444444444.report --mem=2048M --output=/runs/hello-campaign-00000000/scheduler/report.out --time=00:30:00 <<'FCGTAINER_EOF'
+#!/bin/bash
+# fcgtainer run 00000000-1111-2222-3333-444444444444: the campaign's report, after every task
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+exec /bin/bash /runs/hello-campaign-00000000/node/report.sh /runs/hello-campaign-00000000 /usr/bin/python3
+FCGTAINER_EOF

@@ -36,8 +36,14 @@ CASES: dict[str, tuple[Callable[[], Plan], Callable[[Plan], str]]] = {
     "slurm_plain.sh": (plain_plan, describe_sbatch),
     "slurm_gpu.sh": (gpu_plan, describe_sbatch),
     "slurm_hostile.sh": (lambda: hostile_plan(Path("/golden")), describe_sbatch),
-    "slurm_campaign.sh": (campaign_plan, describe_sbatch),
-    "slurm_split.sh": (split_campaign_plan, describe_sbatch),
+    "slurm_campaign.sh": (
+        campaign_plan,
+        lambda plan: describe_sbatch(plan, python="/usr/bin/python3"),
+    ),
+    "slurm_split.sh": (
+        split_campaign_plan,
+        lambda plan: describe_sbatch(plan, python="/usr/bin/python3"),
+    ),
     "htcondor_plain.sub": (plain_plan, describe_submit),
     "htcondor_campaign.dag": (
         lambda: campaign_plan("htcondor"),
@@ -174,9 +180,11 @@ def test_campaign_sbatch_chain_through_bash(tmp_path: Path) -> None:
     subprocess.run(["bash", "-c", describe_sbatch(campaign_plan())], env=env, check=True)
     lines = calls.read_bytes().split(b"\n")[:-1]
     argvs = [_split_nul(line) for line in lines]
-    assert len(argvs) == 3
+    assert len(argvs) == 4
     assert "--dependency=aftercorr:101" in argvs[1]
     assert "--dependency=afterany:102" in argvs[2]
+    assert "--dependency=afterany:101:102:103" in argvs[3]  # the report, after every array
+    assert any(a.endswith(".report") for a in argvs[3])
 
 
 def test_split_campaign_chain_through_bash(tmp_path: Path) -> None:
@@ -193,8 +201,8 @@ def test_split_campaign_chain_through_bash(tmp_path: Path) -> None:
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     subprocess.run(["bash", "-c", describe_sbatch(split_campaign_plan())], env=env, check=True)
     argvs = [_split_nul(line) for line in calls.read_bytes().split(b"\n")[:-1]]
-    arrays = [next(a for a in argv if a.startswith("--array=")) for argv in argvs]
-    assert arrays == ["--array=0-3", "--array=0-1"] * 2 + ["--array=0"]
+    arrays = [next((a for a in argv if a.startswith("--array=")), "") for argv in argvs]
+    assert arrays == ["--array=0-3", "--array=0-1"] * 2 + ["--array=0", ""]
     assert "--dependency=aftercorr:101" in argvs[2]
     assert "--dependency=aftercorr:102" in argvs[3]
     assert "--dependency=afterany:103,afterany:104" in argvs[4]

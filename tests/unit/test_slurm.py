@@ -305,7 +305,7 @@ def _campaign() -> Plan:
 
 def test_campaign_is_one_array_per_step_chained_by_dependencies() -> None:
     """aftercorr pairs task i with task i (local array indices); afterany waits for all."""
-    jobs = iter(["100", "101", "102"])
+    jobs = iter(["100", "101", "102", "103"])
 
     class Counting(FakeSlurm):
         def __call__(self, argv: Sequence[str], **kwargs: Any) -> proc.Completed:
@@ -315,7 +315,7 @@ def test_campaign_is_one_array_per_step_chained_by_dependencies() -> None:
     fake = Counting({"sbatch": _done()})
     plan = _campaign()
     ids = _backend(fake).submit(plan)
-    assert fake.tools() == ["sbatch", "sbatch", "sbatch"]
+    assert fake.tools() == ["sbatch", "sbatch", "sbatch", "sbatch"]  # 3 steps, the report
     assert ids == {
         0: "100_0",
         1: "100_1",
@@ -325,7 +325,9 @@ def test_campaign_is_one_array_per_step_chained_by_dependencies() -> None:
         5: "101_2",
         6: "102_0",
     }
-    (a, script_a), (b, script_b), (c, script_c) = fake.submissions()
+    (a, script_a), (b, script_b), (c, script_c), (report, script_r) = fake.submissions()
+    assert "--dependency=afterany:100:101:102" in report and "--array" not in str(report)
+    assert "node/report.sh /runs/c-11111111" in (script_r or "")
     assert "--array=0-2" in a and not any(x.startswith("--dependency") for x in a)
     assert "--array=0-2" in b and "--dependency=aftercorr:100" in b
     assert "--kill-on-invalid-dep=yes" in b
@@ -338,7 +340,7 @@ def test_campaign_is_one_array_per_step_chained_by_dependencies() -> None:
 
 def test_campaign_resubmit_chains_only_what_goes_again() -> None:
     """Task 1 of a, its b (4) and c (6): three arrays of one task, chained; nothing else."""
-    jobs = iter(["200", "201", "202"])
+    jobs = iter(["200", "201", "202", "203"])
 
     class Counting(FakeSlurm):
         def __call__(self, argv: Sequence[str], **kwargs: Any) -> proc.Completed:
@@ -348,19 +350,20 @@ def test_campaign_resubmit_chains_only_what_goes_again() -> None:
     fake = Counting({"sbatch": _done()})
     ids = _backend(fake).submit(_campaign(), [1, 4, 6])
     assert ids == {1: "200_1", 4: "201_1", 6: "202_0"}
-    (a, _), (b, _), (c, _) = fake.submissions()
+    (a, _), (b, _), (c, _), (report, _) = fake.submissions()
+    assert "--dependency=afterany:200:201:202" in report  # a new report, after these
     assert "--array=1" in a and "--array=1" in b and "--dependency=aftercorr:200" in b
     assert "--dependency=afterany:201" in c
     # only the last step again: no dependency (its upstream markers are already there)
     fake2 = Counting({"sbatch": _done()})
-    jobs = iter(["300"])
+    jobs = iter(["300", "301"])
     assert _backend(fake2).submit(_campaign(), [6]) == {6: "300_0"}
     assert not any(x.startswith("--dependency") for x in fake2.submissions()[0][0])
 
 
 def test_campaign_resubmit_splits_a_step_whose_tasks_wait_on_different_arrays() -> None:
     """b's task 4 waits for a's task 1 (going again); b's task 5 waits for nothing."""
-    jobs = iter(["400", "401", "402", "403"])
+    jobs = iter(["400", "401", "402", "403", "404"])
 
     class Counting(FakeSlurm):
         def __call__(self, argv: Sequence[str], **kwargs: Any) -> proc.Completed:

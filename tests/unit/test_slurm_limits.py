@@ -329,9 +329,10 @@ def test_feeding_a_campaign_chains_on_the_tasks_still_queued() -> None:
     rest = [t.index for t in plan.tasks if t.index >= 149]
     more = backend.submit(plan, rest, queued=ids)
     assert sorted(more) == rest and not backend.note
-    b2, c = fake.sbatches()[2:]
+    b2, c, report = fake.sbatches()[2:]
     assert _option(b2, "array") == "49-99" and _option(b2, "dependency") == "aftercorr:1000"
     assert _option(c, "dependency") == "afterany:1001,afterany:1002"
+    assert _option(report, "job-name").endswith(".report")  # all went: the report follows
 
 
 def test_find_maps_chunk_names_back_to_tasks() -> None:
