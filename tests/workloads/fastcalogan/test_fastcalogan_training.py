@@ -145,8 +145,10 @@ def test_fast_and_reference_training_agree(tmp_path: Path, generator: dict[str, 
         if name.startswith(("d_", "g_")) and "mean" not in name and "var" not in name:
             moved = np.linalg.norm(a.arrays[name] - start.arrays[name])
             apart = np.linalg.norm(a.arrays[name] - b.arrays[name])
-            # (+1e-5: with batch norm the bias before it has no gradient beyond round-off)
-            assert apart <= 1e-2 * moved + 1e-5, (name, apart, moved)
+            # (+1e-5: with batch norm the bias before it has no gradient beyond round-off;
+            # 3%: batch norm's variance and Adam's tiny second moments amplify float
+            # round-off, 1.2% seen on TensorFlow 2.12; a wrong gradient is 100% apart)
+            assert apart <= 3e-2 * moved + 1e-5, (name, apart, moved)
 
 
 def test_bfloat16_gradients_err_far_less_than_batch_noise() -> None:
