@@ -8,6 +8,7 @@ the queue (``squeue --me --array`` shows 300 entries) for
 - ``fcgtainer submit fastcalogan``, the shipped three-step campaign (train 300 -> validate
   300 -> assemble 1: three ``sbatch`` with dependencies), until all 601 are queued;
 - 300 separate ``sbatch`` calls from a bash loop (how the original per-slice scripts submit);
+- submitit's ``AutoExecutor.map_array`` (one ``sbatch --array`` of pickled calls);
 - Snakemake with snakemake-executor-plugin-slurm in array mode (``--slurm-array-jobs=all``);
 
 and the scheduler calls one ``fcgtainer status`` poll makes for the 300 tasks (SLURM and
@@ -131,6 +132,75 @@ def separate_sbatch(work: Path) -> float:
     return until_queued(["bash", "-c", script], work, work / "sbatch.log")
 
 
+def _timed(argv: Sequence[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Seconds and peak MB of a command run to its end (``/usr/bin/time``), and its stdout."""
+    report = tempfile.NamedTemporaryFile(suffix=".time", delete=False)  # noqa: SIM115
+    report.close()
+    start = time.perf_counter()
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", "-o", report.name, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    seconds = time.perf_counter() - start
+    peak_mb = int(Path(report.name).read_text().split()[-1]) / 1024
+    os.unlink(report.name)
+    return seconds, peak_mb, done.stdout
+
+
+def lamarr_100k(work: Path) -> dict[str, Any]:
+    """``submit lamarr --set runs=1..100000`` (100,002 tasks, held) and one ``status``.
+
+    The arrays go held (``--hold``), so nothing runs; SLURM takes what fits under its
+    ``MaxJobCount`` and the rest waits for the run's feeder. Measured: the submit command
+    from start to exit, its peak memory, and the same for one ``status RUN`` poll.
+    """
+    import yaml
+
+    site = yaml.safe_load((REPO / "sites" / "testbed-slurm.yaml").read_text())
+    site["runs_dir"] = str(work / "runs")
+    site["slurm"]["extra_flags"] = ["--hold"]
+    site_file = work / "held.yaml"
+    site_file.write_text(yaml.safe_dump(site))
+    env = {**os.environ, "FCGTAINER_STATE_DIR": str(work / "state-100k")}
+    cli = shutil.which("fcgtainer") or "fcgtainer"
+    argv = [cli, "submit", "lamarr", "--site", str(site_file)]
+    argv += ["--set", "runs=1..100000", "--max-tasks", "100002"]
+    try:
+        submit_s, submit_mb, out = _timed(argv, env)
+        run = out.split("submitted run ", 1)[1].split()[0]
+        status_s, status_mb, _ = _timed([cli, "status", run], env)
+        subprocess.run([cli, "cancel", run], env=env, capture_output=True, check=False)
+    finally:
+        clear()
+    return {
+        "tasks": 100_002,
+        "submit_s": round(submit_s, 2),
+        "submit_peak_mb": round(submit_mb),
+        "status_s": round(status_s, 2),
+        "status_peak_mb": round(status_mb),
+    }
+
+
+def submitit(work: Path, python: str) -> float:
+    """submitit's ``map_array`` of 300 calls (one ``sbatch --array``), from a script's start."""
+    script = work / "submitit_run.py"
+    script.write_text(
+        textwrap.dedent(f"""\
+        import submitit
+        executor = submitit.AutoExecutor(folder="{work}/submitit-%j", cluster="slurm")
+        executor.update_parameters(
+            slurm_partition="debug", cpus_per_task=2, mem_gb=3, timeout_min=120,
+            slurm_array_parallelism={TASKS},
+        )
+        executor.map_array(abs, range({TASKS}))
+        """)
+    )
+    return until_queued([python, str(script)], work, work / "submitit.log")
+
+
 def snakemake(work: Path, binary: str) -> float:
     """Snakemake with the SLURM executor plugin, array mode, 300 jobs of one rule."""
     (work / "Snakefile").write_text(
@@ -223,6 +293,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--snakemake", default=shutil.which("snakemake") or "")
+    parser.add_argument("--submitit", default="", help="a python that has submitit")
+    parser.add_argument("--scale", action="store_true", help="also the 100,000-run Lamarr submit")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     clear()
@@ -230,6 +302,7 @@ def main() -> int:
         "fcgtainer": [],
         "fcgtainer campaign": [],
         "sbatch x300": [],
+        "submitit": [],
         "snakemake": [],
     }
     for _ in range(args.repeat):
@@ -238,6 +311,8 @@ def main() -> int:
             times["fcgtainer"].append(fcgtainer(work, str(one_step_job(work)), TASKS))
             times["fcgtainer campaign"].append(fcgtainer(work, "fastcalogan", 2 * TASKS + 1))
             times["sbatch x300"].append(separate_sbatch(work))
+            if args.submitit:
+                times["submitit"].append(submitit(work, args.submitit))
             if args.snakemake:
                 times["snakemake"].append(snakemake(work, args.snakemake))
     medians = {k: statistics.median(v) for k, v in times.items() if v}
@@ -247,6 +322,12 @@ def main() -> int:
         "median_s": {k: round(v, 3) for k, v in medians.items()},
         "ratio_to_fcgtainer": {k: round(v / medians["fcgtainer"], 1) for k, v in medians.items()},
     }
+    if args.scale:
+        with tempfile.TemporaryDirectory() as tmp:
+            result["lamarr_100k"] = lamarr_100k(Path(tmp))
+            result["lamarr_100k"]["submit_vs_300"] = round(
+                result["lamarr_100k"]["submit_s"] / medians["fcgtainer"], 1
+            )
     with tempfile.TemporaryDirectory() as tmp:
         result["status"] = [
             calls_per_poll("testbed-slurm", Path(tmp)),
