@@ -94,7 +94,9 @@ def stubs(root: Path, tasks: int) -> None:
     scripts = {
         "sbatch": "cat >/dev/null\necho 4242\n",
         # squeue --array prints a pending array as one line: 4242_[0-99999]
-        "squeue": f"case \"$*\" in *--jobs=*) echo '4242_[0-{tasks - 1}]|PENDING|Priority';; esac\n",
+        "squeue": (
+            f"case \"$*\" in *--jobs=*) echo '4242_[0-{tasks - 1}]|PENDING|Priority';; esac\n"
+        ),
         "sacct": "exit 0\n",
         "scancel": "exit 0\n",
     }
@@ -120,10 +122,13 @@ def stubs(root: Path, tasks: int) -> None:
     )
 
 
-def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """Like :func:`child`, reaping the process with ``wait4`` to read its own peak RSS."""
+def run_child(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, str]:
+    """Wall time, peak RSS (KiB, from ``wait4``) and stdout of one child process.
+
+    ``cwd`` is not a source tree: ``python -c`` and ``-m`` put it first on ``sys.path``.
+    """
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out = proc.stdout.read() if proc.stdout else b""
     err = proc.stderr.read() if proc.stderr else b""
     _, status, usage = os.wait4(proc.pid, 0)
@@ -150,6 +155,7 @@ class Tree:
     def __init__(self, label: str, src: Path, root: Path) -> None:
         self.label = label
         self.src = src
+        self.root = root
         self.state = root / f"state-{label}"
         self.env = {
             **os.environ,
@@ -164,7 +170,9 @@ class Tree:
         self.run_id = ""
 
     def submit(self, tasks: int) -> None:
-        wall, rss, out = run_child([sys.executable, "-c", SUBMIT_CHILD, str(tasks)], self.env)
+        wall, rss, out = run_child(
+            [sys.executable, "-c", SUBMIT_CHILD, str(tasks)], self.env, self.root
+        )
         figures = json.loads(out.strip().splitlines()[-1])
         self.run_id = figures.pop("run_id")
         self.result["submit"] = {**figures, "wall_s": wall, "peak_rss_mb": rss / 1024}
@@ -172,7 +180,7 @@ class Tree:
 
     def poll(self, which: str) -> None:
         args = ["status", self.run_id] if which == "status_run" else ["status"]
-        wall, rss, _ = run_child([sys.executable, "-m", "fcgtainer", *args], self.env)
+        wall, rss, _ = run_child([sys.executable, "-m", "fcgtainer", *args], self.env, self.root)
         self.polls[which].append((wall, rss))
 
     def summary(self) -> dict[str, Any]:
@@ -193,10 +201,11 @@ class Tree:
     def profile(self, top: int = 25) -> str:
         prof = self.state / "status.prof"
         argv = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "fcgtainer"]
-        run_child([*argv, "status", self.run_id], self.env)
+        run_child([*argv, "status", self.run_id], self.env, self.root)
         script = (
             "import pstats, sys; s = pstats.Stats(sys.argv[1]); "
-            f"s.sort_stats('cumulative').print_stats({top}); s.sort_stats('tottime').print_stats({top})"
+            f"s.sort_stats('cumulative').print_stats({top}); "
+            f"s.sort_stats('tottime').print_stats({top})"
         )
         done = subprocess.run(
             [sys.executable, "-c", script, str(prof)], capture_output=True, text=True, check=True
