@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fcgtainer.errors import JournalError, NotFoundError
@@ -78,6 +78,7 @@ STATES = {code: state for state, code in STATE_CODES.items()}
 # big submit leaves a journal file, not a journal file and a WAL as large again.
 BIG_WRITE_ROWS = 5000
 WAL_LIMIT_BYTES = 4 << 20  # journal_size_limit: what a WAL is cut back to after a checkpoint
+_K = TypeVar("_K")
 RUN_COLUMNS = "id, job, site, scheduler, run_dir, created, phase, plan_key, manifest"
 
 
@@ -291,11 +292,17 @@ class Journal:
         with self._write(len(ids)) as db:
             num = self._num(run_id)
             prefixes = self._text_ids(db, (p for p, _ in split.values()))
+            # an array's ids are its tasks' indices plus a constant: one range per array
+            keys = {
+                i: (prefixes[prefix], None if number is None else number - i)
+                for i, (prefix, number) in split.items()
+            }
             db.executemany(
-                "UPDATE tasks SET id_text=?, id_num=?, state=?, updated=? WHERE run=? AND idx=?",
+                "UPDATE tasks SET id_text=?, id_num=idx+?, state=?, updated=? "
+                "WHERE run=? AND idx BETWEEN ? AND ?",
                 (
-                    (prefixes[prefix], number, pending, now, num, i)
-                    for i, (prefix, number) in split.items()
+                    (id_text, delta, pending, now, num, first, last)
+                    for (id_text, delta), first, last in _ranges(keys)
                 ),
             )
             db.execute("UPDATE runs SET phase='submitted' WHERE num=?", (num,))
@@ -318,11 +325,17 @@ class Journal:
         with self._write(len(states)) as db:
             num = self._num(run_id)
             reasons = self._text_ids(db, (s.reason for s in states.values() if s.reason))
+            keys = {
+                i: (STATE_CODES[s.state], s.exit_code, reasons.get(s.reason))
+                for i, s in states.items()
+            }
+            # tasks next to each other that change alike (a whole array starts) go together
             db.executemany(
-                "UPDATE tasks SET state=?, exit_code=?, reason=?, updated=? WHERE run=? AND idx=?",
+                "UPDATE tasks SET state=?, exit_code=?, reason=?, updated=? "
+                "WHERE run=? AND idx BETWEEN ? AND ?",
                 (
-                    (STATE_CODES[s.state], s.exit_code, reasons.get(s.reason), moment, num, i)
-                    for i, s in states.items()
+                    (state, exit_code, reason, moment, num, first, last)
+                    for (state, exit_code, reason), first, last in _ranges(keys)
                 ),
             )
         return moment
@@ -394,6 +407,21 @@ class Journal:
             name = names[idx] if idx < len(names) else str(idx)
             out.append(TaskRecord(run_id, idx, name, backend_id, status, updated))
         return out
+
+
+def _ranges(keys: Mapping[int, _K]) -> Iterator[tuple[_K, int, int]]:
+    """Consecutive indices with equal keys as ``(key, first, last)``, in index order."""
+    run: list[Any] = []
+    for index in sorted(keys):
+        key = keys[index]
+        if run and run[0] == key and run[2] == index - 1:
+            run[2] = index
+            continue
+        if run:
+            yield run[0], run[1], run[2]
+        run = [key, index, index]
+    if run:
+        yield run[0], run[1], run[2]
 
 
 def _split_id(backend_id: str) -> tuple[str, int | None]:

@@ -86,15 +86,36 @@ def test_statements_per_poll_do_not_grow_with_tasks(
     assert len(small_again) == len(big_again) <= 10
     assert not any(s.lstrip().upper().startswith(("UPDATE", "INSERT")) for s in big_again)
 
-    # a poll that changes every task: one executemany (SQLite traces each row it binds),
-    # a big one followed by a WAL checkpoint, and otherwise the same statements as for 100
+    # a poll that changes every task (all alike): one UPDATE for the whole array, a big one
+    # followed by a WAL checkpoint, and otherwise the same statements as for 100 tasks
     def others(statements: list[str]) -> list[str]:
-        return [s for s in statements if not s.startswith(("UPDATE tasks SET", "PRAGMA"))]
+        return [s for s in statements if not s.startswith("PRAGMA")]
 
-    assert len(others(small_first)) == len(others(big_first)) <= 10
-    assert len([s for s in big_first if s.startswith("UPDATE tasks SET")]) == 10_000
+    assert len(others(small_first)) == len(others(big_first)) <= 12
+    assert len([s for s in big_first if s.startswith("UPDATE tasks SET")]) == 1
     assert "PRAGMA wal_checkpoint(TRUNCATE)" in big_first
     assert "PRAGMA wal_checkpoint(TRUNCATE)" not in small_first
+
+
+def test_changes_of_every_shape_are_stored(tmp_path: Path) -> None:
+    journal, run_id = _journal_run(tmp_path, 12)
+    journal.set_backend_ids(run_id, {3: "99_0", 4: "99_1", 7: "x.007", 8: "local"})
+    changes = {
+        0: TaskStatus(State.RUNNING),
+        1: TaskStatus(State.RUNNING),
+        2: TaskStatus(State.FAILED, 3, "exit code 3"),
+        5: TaskStatus(State.FAILED, 4, "exit code 4"),
+        6: TaskStatus(State.FAILED, 4, "exit code 4"),
+        9: TaskStatus(State.SUCCEEDED, 0),
+        11: TaskStatus(State.RUNNING),
+    }
+    journal.update_states(run_id, changes)
+    tasks = journal.tasks(run_id)
+    for task in tasks:
+        assert task.status == changes.get(task.index, TaskStatus(State.PENDING)), task
+        assert task.name == f"n={task.index}"
+    ids = {3: "99_0", 4: "99_1", 7: "x.007", 8: "local"}
+    assert [t.backend_id for t in tasks] == [ids.get(i, f"4242_{i}") for i in range(12)]
 
 
 def test_a_big_submit_leaves_no_wal_behind(tmp_path: Path) -> None:
