@@ -25,6 +25,9 @@ both alike):
   after the first;
 - the journal file and its WAL after the polls.
 
+With ``--compare``, a copy of the older tree's journal is then opened by this checkout's
+code: the time and sizes of the migration, when the layouts differ.
+
 ``--profile`` runs one more ``status RUN`` under cProfile and prints where the time goes.
 """
 
@@ -213,6 +216,33 @@ class Tree:
         return done.stdout
 
 
+MIGRATE_CHILD = r"""
+import json, sys, time
+from pathlib import Path
+from fcgtainer.runs.journal import Journal
+start = time.perf_counter()
+Journal(Path(sys.argv[1])).close()
+print(json.dumps({"migrate_s": time.perf_counter() - start}))
+"""
+
+
+def migrate(old: Tree, new: Tree) -> dict[str, Any]:
+    """Open a copy of the older tree's journal with this tree's code: the migration."""
+    work = new.root / "migrate"
+    work.mkdir()
+    path = work / "journal.sqlite"
+    shutil.copy2(old.state / "journal.sqlite", path)
+    before = path.stat().st_size
+    wall, rss, out = run_child([sys.executable, "-c", MIGRATE_CHILD, str(path)], new.env, new.root)
+    return {
+        **json.loads(out.strip().splitlines()[-1]),
+        "wall_s": wall,
+        "peak_rss_mb": rss / 1024,
+        "journal_bytes_before": before,
+        **sizes(work),
+    }
+
+
 def extract(rev: str, dest: Path) -> Path:
     """The source tree of git revision ``rev`` of this checkout, in ``dest``."""
     dest.mkdir(parents=True)
@@ -244,7 +274,9 @@ def main() -> None:
             for tree in trees:
                 tree.poll("status_run")
                 tree.poll("status_all")
-        figures = {"tasks": opts.tasks, "trees": [t.summary() for t in trees]}
+        figures: dict[str, Any] = {"tasks": opts.tasks, "trees": [t.summary() for t in trees]}
+        if opts.compare:
+            figures["migrate_older_journal"] = migrate(trees[0], trees[1])
         print(json.dumps(figures, indent=1))
         if opts.profile:
             for tree in trees:

@@ -154,11 +154,14 @@ class Journal:
             if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._upgrade()
+                    migrated = self._upgrade()
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
                 self._db.execute("COMMIT")
+                if migrated:  # give back the old tables' pages: the file shrinks to its rows
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        self._db.execute("VACUUM")
                 self._checkpoint()
         finally:
             os.umask(previous)
@@ -174,14 +177,15 @@ class Journal:
         if version != SCHEMA_VERSION:
             raise _newer_layout(self.path, version)
 
-    def _upgrade(self) -> None:
-        """Create the tables, or migrate a version-1 journal in place (one transaction)."""
+    def _upgrade(self) -> bool:
+        """Create the tables, or migrate a version-1 journal in place (True): in the caller's
+        transaction."""
         db = self._db
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise _newer_layout(self.path, version)
         if version == SCHEMA_VERSION:
-            return  # another process got there first
+            return False  # another process got there first
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "runs" in tables:
             _migrate_v1(db)
@@ -190,6 +194,7 @@ class Journal:
                 if statement.strip():
                     db.execute(statement)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return "runs" in tables
 
     def close(self) -> None:
         """Close the connection."""

@@ -183,6 +183,11 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     _v1(path)
     journal = Journal(path)
     assert journal._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert journal._db.execute("PRAGMA freelist_count").fetchone()[0] == 0  # vacuumed
+    assert {r[0] for r in journal._db.execute("SELECT name FROM sqlite_master")} >= {"texts"}
+    assert not {"runs_v1", "tasks_v1"} & {
+        r[0] for r in journal._db.execute("SELECT name FROM sqlite_master")
+    }
     assert [r.id for r in journal.runs()] == ["bbbb2222", "aaaa1111"]
     assert journal.run("aaaa").manifest == {"a": 1}
     assert [r.id for r in journal.pending_runs("k")] == ["bbbb2222"]
