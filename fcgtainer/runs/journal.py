@@ -188,7 +188,9 @@ class Journal:
             return False  # another process got there first
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "runs" in tables:
-            _migrate_v1(db)
+            from fcgtainer.runs.journal_migrate import migrate_v1
+
+            migrate_v1(db)
         else:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -293,7 +295,7 @@ class Journal:
         """Record the scheduler's ids and mark the run submitted."""
         now = time.time()
         pending = STATE_CODES[State.PENDING]
-        split = {i: _split_id(bid) for i, bid in ids.items()}
+        split = {i: split_id(bid) for i, bid in ids.items()}
         with self._write(len(ids)) as db:
             num = self._num(run_id)
             prefixes = self._text_ids(db, (p for p, _ in split.values()))
@@ -429,7 +431,7 @@ def _ranges(keys: Mapping[int, _K]) -> Iterator[tuple[_K, int, int]]:
         yield run[0], run[1], run[2]
 
 
-def _split_id(backend_id: str) -> tuple[str, int | None]:
+def split_id(backend_id: str) -> tuple[str, int | None]:
     """A scheduler id as a prefix shared by its run's tasks and a number: ``4242_`` and 17.
 
     Only a number without leading zeros is split off, so that joining them gives the id back.
@@ -439,55 +441,6 @@ def _split_id(backend_id: str) -> tuple[str, int | None]:
     if not digits or (digits[0] == "0" and digits != "0") or len(digits) > 18:
         return backend_id, None
     return stem, int(digits)
-
-
-def _migrate_v1(db: sqlite3.Connection) -> None:
-    """Rewrite a version-1 journal (one wide row per task) in the small-row layout."""
-    db.execute("ALTER TABLE runs RENAME TO runs_v1")
-    db.execute("ALTER TABLE tasks RENAME TO tasks_v1")
-    db.execute("DROP INDEX IF EXISTS runs_created")
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            db.execute(statement)
-    old_runs = db.execute(f"SELECT {RUN_COLUMNS} FROM runs_v1 ORDER BY created, rowid").fetchall()
-    texts: dict[str, int] = {}
-
-    def text_id(text: str) -> int:
-        if text not in texts:
-            db.execute("INSERT OR IGNORE INTO texts (text) VALUES (?)", (text,))
-            found = db.execute("SELECT id FROM texts WHERE text=?", (text,)).fetchone()
-            texts[text] = int(found[0])
-        return texts[text]
-
-    for run in old_runs:
-        tasks = db.execute(
-            "SELECT idx, name, backend_id, state, exit_code, reason, updated "
-            "FROM tasks_v1 WHERE run_id=? ORDER BY idx",
-            (run[0],),
-        ).fetchall()
-        names = [""] * (max((t[0] for t in tasks), default=-1) + 1)
-        for t in tasks:
-            names[t[0]] = t[1]
-        cursor = db.execute(
-            f"INSERT INTO runs ({RUN_COLUMNS}, names) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (*run, json.dumps(names)),
-        )
-        num = cursor.lastrowid
-        rows = []
-        for idx, _name, backend_id, state, exit_code, reason, updated in tasks:
-            id_text = id_num = None
-            if backend_id:
-                prefix, id_num = _split_id(backend_id)
-                id_text = text_id(prefix)
-            code = STATE_CODES[State(state)] if state in _STATE_VALUES else 0
-            why = text_id(reason) if reason else None
-            rows.append((num, idx, code, id_text, id_num, exit_code, why, updated))
-        db.executemany("INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?)", rows)
-    db.execute("DROP TABLE tasks_v1")
-    db.execute("DROP TABLE runs_v1")
-
-
-_STATE_VALUES = frozenset(s.value for s in State)
 
 
 def _old_layout(path: Path) -> JournalError:

@@ -17,7 +17,7 @@ from fcgtainer.config.site import Site
 from fcgtainer.errors import JournalError
 from fcgtainer.runs import journal as journal_mod
 from fcgtainer.runs import monitor
-from fcgtainer.runs.journal import Journal, _split_id
+from fcgtainer.runs.journal import Journal, split_id
 from fcgtainer.states import State, TaskStatus
 
 pytestmark = pytest.mark.unit
@@ -152,7 +152,7 @@ def test_rows_are_small(tmp_path: Path) -> None:
     "backend_id", ["4242_17", "4242_0", "/r/run-1#12", "123.4", "4242_007", "abc", "x0", "7"]
 )
 def test_scheduler_ids_come_back_as_given(backend_id: str) -> None:
-    prefix, number = _split_id(backend_id)
+    prefix, number = split_id(backend_id)
     assert prefix + ("" if number is None else str(number)) == backend_id
 
 
