@@ -12,11 +12,12 @@ import os
 import time
 from collections.abc import Mapping
 
+from fcgtainer import tasktable
 from fcgtainer.backends import get_backend
 from fcgtainer.config.site import Site
 from fcgtainer.plan.tasks import Plan
 from fcgtainer.runs.journal import Journal, RunRecord, TaskRecord
-from fcgtainer.runs.rundir import max_requeues, read_marker, read_upstream, requeues
+from fcgtainer.runs.rundir import max_requeues, read_markers, read_upstream, requeues
 from fcgtainer.states import EXIT_REQUEUE, State, TaskStatus, from_marker
 
 LOST_GRACE_S = 120.0
@@ -182,13 +183,20 @@ def refresh(journal: Journal, run: RunRecord, *, now: float | None = None) -> li
 def refresh_many(
     journal: Journal, runs: list[RunRecord], *, now: float | None = None
 ) -> dict[str, list[TaskRecord]]:
-    """Refresh several runs with ONE scheduler call per site, whatever the number of tasks."""
+    """Refresh several runs with ONE scheduler call per site, whatever the number of tasks.
+
+    The journal is read once per run (its record, then its tasks) and written once per run
+    that changed (one statement for all its changed tasks); the tasks returned carry the
+    changes without reading them back.
+    """
     moment = time.time() if now is None else now
     runs = [journal.run(run.id) for run in runs]  # the phase may have changed since
     tasks = {run.id: journal.tasks(run.id) for run in runs}
-    for run in runs:
-        tasks[run.id] = settle_unsubmitted(journal, run, tasks[run.id], moment)
-    runs = [journal.run(run.id) for run in runs]
+    for i, run in enumerate(runs):
+        settled = settle_unsubmitted(journal, run, tasks[run.id], moment)
+        if settled is not tasks[run.id]:
+            tasks[run.id] = settled
+            runs[i] = journal.run(run.id)  # adopted tasks make the run submitted
     by_site: dict[str, list[RunRecord]] = {}
     for run in runs:
         if any(not t.status.state.terminal and t.backend_id for t in tasks[run.id]):
@@ -205,8 +213,13 @@ def refresh_many(
         for run in site_runs:
             updates = _merge_run(run, tasks[run.id], answers, moment)
             if updates:
-                journal.update_states(run.id, updates)
-                tasks[run.id] = journal.tasks(run.id)
+                stamp = journal.update_states(run.id, updates)
+                tasks[run.id] = [
+                    TaskRecord(t.run_id, t.index, t.name, t.backend_id, updates[t.index], stamp)
+                    if t.index in updates
+                    else t
+                    for t in tasks[run.id]
+                ]
     return tasks
 
 
@@ -215,32 +228,38 @@ def _merge_run(
 ) -> dict[int, TaskStatus]:
     updates: dict[int, TaskStatus] = {}
     states = {t.index: t.status.state for t in tasks}
-    for task in tasks:
-        if task.status.state.terminal or not task.backend_id:
-            continue
+    live = [t for t in tasks if not t.status.state.terminal and t.backend_id]
+    markers = read_markers(run.run_dir, (t.index for t in live))
+    table: dict[int, tasktable.Row] | None = None  # read once, if a dropped task needs it
+    cancelled = run.phase == "cancelled"
+    grace = lost_grace()
+    for task in live:
+        assert task.backend_id is not None
         seen = answers.get(task.backend_id)
         overdue = (
             (seen is None or seen.state.terminal)
             and task.status.state is State.UNKNOWN
-            and moment - task.updated > lost_grace()
+            and moment - task.updated > grace
         )
-        marker = read_marker(run.run_dir, task.index)
+        marker = markers[task.index]
         limit = None
         if marker == EXIT_REQUEUE and (seen is None or seen.state not in ACTIVE):
             done = requeues(run.run_dir, task.index)
             if done >= max_requeues(run.run_dir, task.index):
                 limit = done
-        status = merge(
-            seen, marker, cancelled=run.phase == "cancelled", overdue=overdue, requeue_limit=limit
-        )
-        over = run.run_dir / "tasks" / str(task.index) / "walltime_exceeded"
-        if status.state is State.FAILED and marker != EXIT_REQUEUE and over.exists():
-            limit_s = over.read_text().strip()
-            status = TaskStatus(State.FAILED, marker, f"walltime of {limit_s} s exceeded")
-        if marker is None and run.phase != "cancelled" and status.state in NOT_RUN:
+        status = merge(seen, marker, cancelled=cancelled, overdue=overdue, requeue_limit=limit)
+        if status.state is State.FAILED and marker != EXIT_REQUEUE:
+            over = run.run_dir / "tasks" / str(task.index) / "walltime_exceeded"
+            if over.exists():
+                limit_s = over.read_text().strip()
+                status = TaskStatus(State.FAILED, marker, f"walltime of {limit_s} s exceeded")
+        if marker is None and not cancelled and status.state in NOT_RUN:
             # a campaign task the scheduler dropped (SLURM's aftercorr with
             # --kill-on-invalid-dep) because a task it reads did not succeed
-            bad = [j for j in read_upstream(run.run_dir, task.index) if states.get(j) in UNDONE]
+            if table is None:
+                table = tasktable.rows(run.run_dir)
+            upstream = read_upstream(run.run_dir, task.index, table)
+            bad = [j for j in upstream if states.get(j) in UNDONE]
             if bad:
                 status = TaskStatus(
                     State.UPSTREAM_FAILED, None, f"upstream failed (task {bad[0]} did not succeed)"
