@@ -53,7 +53,11 @@ def scheduler(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def ours_alive(skip: int, where: Path) -> list[str]:
-    """Command lines of fcgtainer CLI or supervisor processes for ``where`` (not ``skip``)."""
+    """Command lines of fcgtainer CLI or supervisor processes for ``where`` (not ``skip``).
+
+    The campaign's report, written by a job of the scheduler's after the last task (SLURM's
+    report job, DAGMan's FINAL node), is the scheduler's work, not a process of ours.
+    """
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == skip:
@@ -63,8 +67,8 @@ def ours_alive(skip: int, where: Path) -> list[str]:
         except OSError:
             continue
         text = " ".join(a.decode(errors="replace") for a in argv)
-        if str(where) not in text:  # others may be testing on this machine
-            continue
+        if str(where) not in text or "fcgtainer.runs.report" in text:
+            continue  # others may be testing on this machine; the report job
         if re.search(r"-m fcgtainer\b|bin/fcgtainer\b|fcgtainer\.backends\.local_runner", text):
             found.append(f"{entry.name}: {text}")
     return found
