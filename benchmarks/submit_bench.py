@@ -133,21 +133,16 @@ def separate_sbatch(work: Path) -> float:
 
 
 def _timed(argv: Sequence[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Seconds and peak MB of a command run to its end (``/usr/bin/time``), and its stdout."""
-    report = tempfile.NamedTemporaryFile(suffix=".time", delete=False)  # noqa: SIM115
-    report.close()
+    """Seconds and peak MB (``wait4``) of a command run to its end, and its stdout."""
     start = time.perf_counter()
-    done = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", "-o", report.name, *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
+    child = subprocess.Popen(list(argv), env=env, stdout=subprocess.PIPE, text=True)
+    out = child.stdout.read() if child.stdout else ""
+    _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
-    peak_mb = int(Path(report.name).read_text().split()[-1]) / 1024
-    os.unlink(report.name)
-    return seconds, peak_mb, done.stdout
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise RuntimeError(f"{argv[0]} exited {child.returncode}: {out[-500:]}")
+    return seconds, usage.ru_maxrss / 1024, out
 
 
 def lamarr_100k(work: Path) -> dict[str, Any]:
