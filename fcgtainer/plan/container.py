@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -144,14 +144,23 @@ def task_argv(plan: Plan, task: TaskParams, host_env: Mapping[str, str] | None =
     the argv names the run's 0600 env file (:func:`fcgtainer.plan.tasks.env_file`), which
     ``write_run_dir`` writes.
     """
+    return next(task_argvs(plan, [task], host_env))
+
+
+def task_argvs(
+    plan: Plan, tasks: Iterable[TaskParams], host_env: Mapping[str, str] | None = None
+) -> Iterator[list[str]]:
+    """:func:`task_argv` of each of ``tasks``, what they share worked out once."""
     host = os.environ if host_env is None else host_env
     secrets = secret_env(plan, host)
-    env = contract_env(plan, task, secrets)
     home = host.get("HOME", str(Path.home()))
     secrets_path = str(env_file(plan)) if secrets else None
-    if plan.runtime == "native":
-        return native_argv(plan, env, home, payload_argv(plan, task), secrets_path)
-    return launcher_argv(plan, env, home, payload_argv(plan, task), secrets=secrets_path)
+    for task in tasks:
+        env = contract_env(plan, task, secrets)
+        if plan.runtime == "native":
+            yield native_argv(plan, env, home, payload_argv(plan, task), secrets_path)
+        else:
+            yield launcher_argv(plan, env, home, payload_argv(plan, task), secrets=secrets_path)
 
 
 def shell_argv(

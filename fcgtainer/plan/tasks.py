@@ -312,12 +312,11 @@ def task_spec(plan: Plan, task: TaskParams, attempt: int = 1) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if plan.step:
         # a campaign step: what it reads from upstream tasks, as data (their out/ paths)
-        offset = min(t.index for t in plan.tasks)
         extra = {
             "step": plan.step,
-            "step_task": task.index - offset,
+            "step_task": task.index - plan.offset,
             "upstream": {
-                step: [{"task": j, "out_dir": str(plan.out_dir(j))} for j in indices]
+                step: [{"task": j, "out_dir": f"{plan.run_dir}/out/{j}"} for j in indices]
                 for step, indices in plan.upstream.get(task.index, {}).items()
             },
         }
@@ -329,7 +328,7 @@ def task_spec(plan: Plan, task: TaskParams, attempt: int = 1) -> dict[str, Any]:
         "task_name": task.name,
         "params": params,
         "inputs": dict(plan.inputs),
-        "out_dir": str(plan.out_dir(task.index)),
+        "out_dir": f"{plan.run_dir}/out/{task.index}",
         "job_dir": plan.task_job_dir,
         "scratch": plan.site.scratch,
         "gpus": plan.resources.gpus,
@@ -341,8 +340,8 @@ def task_spec(plan: Plan, task: TaskParams, attempt: int = 1) -> dict[str, Any]:
 def payload_argv(plan: Plan, task: TaskParams) -> list[str]:
     """The job's command with its placeholders filled in, one argv element each."""
     values = {
-        "spec": str(plan.task_dir(task.index) / "spec.json"),
-        "out": str(plan.out_dir(task.index)),
+        "spec": f"{plan.run_dir}/tasks/{task.index}/spec.json",  # task_dir, as a string
+        "out": f"{plan.run_dir}/out/{task.index}",
         "task": str(task.index),
         "run": plan.run_id,
         "job_dir": plan.task_job_dir,
@@ -351,6 +350,9 @@ def payload_argv(plan: Plan, task: TaskParams) -> list[str]:
     params.update(task.values)
     argv = []
     for arg in plan.job.command:
+        if "{" not in arg:  # most arguments: nothing to fill in (planned once per task)
+            argv.append(arg)
+            continue
         for key, value in values.items():
             arg = arg.replace("{" + key + "}", value)
         for key, value in params.items():
@@ -386,10 +388,10 @@ CONTRACT_ENV = (
 def contract_env(plan: Plan, task: TaskParams, secrets: Mapping[str, str]) -> dict[str, str]:
     """The task contract's variables (docs/payload-contract.md): paths and ids, no secret."""
     env = {
-        "FCGTAINER_SPEC": str(plan.task_dir(task.index) / "spec.json"),
+        "FCGTAINER_SPEC": f"{plan.run_dir}/tasks/{task.index}/spec.json",
         "FCGTAINER_RUN": plan.run_id,
         "FCGTAINER_TASK": str(task.index),
-        "FCGTAINER_OUT": str(plan.out_dir(task.index)),
+        "FCGTAINER_OUT": f"{plan.run_dir}/out/{task.index}",
         "PYTHONPATH": plan.task_job_dir,
         "FCGTAINER_ATTEMPT": "1",  # the job wrapper puts the real attempt number here
     }

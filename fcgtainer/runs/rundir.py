@@ -23,14 +23,15 @@ Layout (on a filesystem the compute nodes share)::
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fcgtainer import node, tasktable
-from fcgtainer.plan.container import task_argv
+from fcgtainer.plan.container import task_argvs
 from fcgtainer.plan.tasks import Plan, encode_env, env_file, secret_env, task_spec
 from fcgtainer.private import make_private_dir, modes, private_umask, write_private
 
@@ -59,34 +60,50 @@ def write_run_dir(plan: Plan, manifest: Mapping[str, Any], host_env: Mapping[str
 
 def write_tasks(plans: Sequence[Plan], host_env: Mapping[str, str]) -> None:
     """The task table (:mod:`fcgtainer.tasktable`) of every task of ``plans`` (a run's
-    steps): a few chunk files, whatever the task count. ``tasks/<i>/`` and ``out/<i>/``
-    are the task's to make when it starts (the scheduler writes its own output to
-    ``scheduler/`` or ``steps/<step>/``).
+    steps): a few chunk files, whatever the task count, written chunk by chunk (the
+    memory of one chunk, not of the run). ``tasks/<i>/`` and ``out/<i>/`` are the task's
+    to make when it starts (the scheduler writes its own output to ``scheduler/`` or
+    ``steps/<step>/``).
     """
-    group = plans[0].site.share_group if plans else False
-    specs: list[tuple[int, bytes]] = []
-    argvs: list[tuple[int, bytes]] = []
-    rows: list[tuple[int, bytes]] = []
-    for plan in plans:
-        bounds = (
-            plan.job.retries,
-            plan.job.max_requeues,
-            effective_walltime(plan),
-            signal_margin(plan),
-        )
-        for task in plan.tasks:
-            upstream = sorted({j for js in plan.upstream.get(task.index, {}).values() for j in js})
-            specs.append((task.index, tasktable.spec_line(task_spec(plan, task))))
-            argvs.append((task.index, tasktable.argv_line(task_argv(plan, task, host_env))))
-            rows.append((task.index, tasktable.task_line(tasktable.Row(*bounds, tuple(upstream)))))
-    table = plans[0].run_dir / "table" if plans else None
-    if table is None:
+    if not plans:
         return
+    group = plans[0].site.share_group
+    table = plans[0].run_dir / "table"
     make_private_dir(table, group)
-    for kind, lines in (("spec", specs), ("argv", argvs), ("task", rows)):
-        lines.sort(key=lambda item: item[0])
-        for chunk, content in tasktable.chunks(lines):
+    kinds = ("spec", "argv", "task")
+
+    def lines() -> Iterator[tuple[int, tuple[bytes, bytes, bytes]]]:
+        for plan in plans:
+            bounds = (
+                plan.job.retries,
+                plan.job.max_requeues,
+                effective_walltime(plan),
+                signal_margin(plan),
+            )
+            argvs = task_argvs(plan, plan.tasks, host_env)
+            for task, argv in zip(plan.tasks, argvs, strict=True):
+                ups = sorted({j for js in plan.upstream.get(task.index, {}).values() for j in js})
+                yield (
+                    task.index,
+                    (
+                        tasktable.spec_line(task_spec(plan, task)),
+                        tasktable.argv_line(argv),
+                        tasktable.task_line(tasktable.Row(*bounds, tuple(ups))),
+                    ),
+                )
+
+    ordered = sorted(lines(), key=lambda item: item[0]) if _unordered(plans) else lines()
+    for chunk, group_lines in itertools.groupby(ordered, key=lambda i: i[0] // tasktable.CHUNK):
+        rows = list(group_lines)
+        for k, kind in enumerate(kinds):
+            content = b"".join(c for _, c in tasktable.chunks((i, ls[k]) for i, ls in rows))
             write_private(table / f"{chunk}.{kind}", content, group)
+
+
+def _unordered(plans: Sequence[Plan]) -> bool:
+    """Whether the steps' tasks are not already in index order (they are, as planned)."""
+    indices = [t.index for plan in plans for t in plan.tasks]
+    return any(b <= a for a, b in itertools.pairwise(indices))
 
 
 def read_upstream(
