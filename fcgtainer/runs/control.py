@@ -113,6 +113,8 @@ def resubmit(
         for t in tasks
         if t.backend_id and t.index not in wanted and t.status.state in monitor.ACTIVE
     }
+    if feeding and journal.run(run.id).phase == "cancelled":
+        return 0  # cancelled while this feeder round was planning: submit nothing
     ids = backend.submit(plan, chosen, queued=queued)
     journal.set_backend_ids(run.id, ids)
     left = record_waiting(journal, run.id, chosen, ids, backend, feeder=feeder)

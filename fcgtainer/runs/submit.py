@@ -435,6 +435,8 @@ def record_waiting(
     waiting = [i for i in requested if i not in ids]
     if not waiting or not backend.note:
         return 0
+    if journal.run(run_id).phase == "cancelled":  # cancelled meanwhile (a feeder's round)
+        return 0
     status = waiting_status(run_id, backend.note)
     journal.update_states(run_id, dict.fromkeys(waiting, status))
     journal.set_phase(run_id, FEEDING)

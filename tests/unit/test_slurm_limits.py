@@ -530,3 +530,41 @@ def test_a_feeder_exits_at_once_when_nothing_waits(tmp_path: Path) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "feeder.lock").exists()
+
+
+def test_a_cancel_during_a_feeder_round_is_not_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user cancels while a round plans: the round submits nothing, the run stays
+    cancelled and its feeder stops."""
+    from fcgtainer.runs import control, feeder, monitor
+    from fcgtainer.runs import submit as runs
+    from fcgtainer.runs.journal import Journal
+
+    site_file = tmp_path / "small.yaml"
+    site_file.write_text(
+        f"scheduler: slurm\nruntime: native\nruns_dir: {tmp_path / 'runs'}\n"
+        "slurm: {limits: {max_array_size: 101, max_job_count: 150}}\n"
+    )
+    job_dir = tmp_path / "jobs" / "big"
+    job_dir.mkdir(parents=True)
+    (job_dir / "job.yaml").write_text('command: ["true"]\nmatrix: {n: {range: [0, 300]}}\n')
+    fake = Fake({})
+    make = lambda site: SlurmBackend(site, runner=fake)  # noqa: E731
+    monkeypatch.setattr(control, "get_backend", make)
+    monkeypatch.setattr(monitor, "get_backend", make)
+    journal = Journal()
+    plan = runs.plan_run(str(job_dir / "job.yaml"), str(site_file), [])
+    runs.submit(plan, journal, make(plan.site))
+    sbatches = len(fake.sbatches())
+    real_plan_run = runs.plan_run
+
+    def plan_then_cancel(*args: object, **kwargs: object) -> object:
+        planned = real_plan_run(*args, **kwargs)  # type: ignore[arg-type]
+        journal.set_phase(plan.run_id, "cancelled")  # the user's cancel, meanwhile
+        return planned
+
+    monkeypatch.setattr(runs, "plan_run", plan_then_cancel)
+    assert feeder.feed(journal, plan.run_id, 1.0, sleep=lambda _s: None) == 0
+    assert journal.run(plan.run_id).phase == "cancelled"
+    assert len(fake.sbatches()) == sbatches
