@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -416,24 +416,10 @@ def test_resubmit_waiting_feeds_the_rest_chained_on_what_is_queued(
 ) -> None:
     """300 tasks, room 149: submit sends 149; resubmit --waiting sends the other 151
     once the queue has room again, and leaves nothing waiting."""
-    from fcgtainer.runs import control, monitor
+    from fcgtainer.runs import control
     from fcgtainer.runs import submit as runs
-    from fcgtainer.runs.journal import Journal
 
-    site_file = tmp_path / "small.yaml"
-    site_file.write_text(
-        f"scheduler: slurm\nruntime: native\nruns_dir: {tmp_path / 'runs'}\n"
-        "slurm: {limits: {max_array_size: 101, max_job_count: 150}}\n"
-    )
-    job_dir = tmp_path / "jobs" / "big"
-    job_dir.mkdir(parents=True)
-    (job_dir / "job.yaml").write_text('command: ["true"]\nmatrix: {n: {range: [0, 300]}}\n')
-    fake = Fake({})
-    make = lambda site: SlurmBackend(site, runner=fake)  # noqa: E731
-    monkeypatch.setattr(control, "get_backend", make)
-    monkeypatch.setattr(monitor, "get_backend", make)
-    journal = Journal()
-    plan = runs.plan_run(str(job_dir / "job.yaml"), str(site_file), [])
+    journal, plan, fake, make = _small_cluster(tmp_path, monkeypatch)
     done = runs.submit(plan, journal, make(plan.site))
     assert (len(done.ids), done.waiting) == (149, 151)
     queued = "".join(f"{v}|RUNNING|None\n" for v in done.ids.values())
@@ -467,24 +453,10 @@ def test_the_feeder_submits_every_waiting_task_then_stops(
 ) -> None:
     """Submit starts the run's feeder; its rounds submit what fits as tasks finish, until
     nothing waits (the same 300 tasks under room 149)."""
-    from fcgtainer.runs import control, feeder, monitor
+    from fcgtainer.runs import feeder
     from fcgtainer.runs import submit as runs
-    from fcgtainer.runs.journal import Journal
 
-    site_file = tmp_path / "small.yaml"
-    site_file.write_text(
-        f"scheduler: slurm\nruntime: native\nruns_dir: {tmp_path / 'runs'}\n"
-        "slurm: {limits: {max_array_size: 101, max_job_count: 150}, feed_every: 5}\n"
-    )
-    job_dir = tmp_path / "jobs" / "big"
-    job_dir.mkdir(parents=True)
-    (job_dir / "job.yaml").write_text('command: ["true"]\nmatrix: {n: {range: [0, 300]}}\n')
-    fake = Fake({})
-    make = lambda site: SlurmBackend(site, runner=fake)  # noqa: E731
-    monkeypatch.setattr(control, "get_backend", make)
-    monkeypatch.setattr(monitor, "get_backend", make)
-    journal = Journal()
-    plan = runs.plan_run(str(job_dir / "job.yaml"), str(site_file), [])
+    journal, plan, fake, make = _small_cluster(tmp_path, monkeypatch, ", feed_every: 5")
     done = runs.submit(plan, journal, make(plan.site))
     assert done.waiting == 151 and feeders_started == [plan.run_id]
     queued = "".join(f"{v}|RUNNING|None\n" for v in done.ids.values())
@@ -537,24 +509,10 @@ def test_a_cancel_during_a_feeder_round_is_not_undone(
 ) -> None:
     """The user cancels while a round plans: the round submits nothing, the run stays
     cancelled and its feeder stops."""
-    from fcgtainer.runs import control, feeder, monitor
+    from fcgtainer.runs import feeder
     from fcgtainer.runs import submit as runs
-    from fcgtainer.runs.journal import Journal
 
-    site_file = tmp_path / "small.yaml"
-    site_file.write_text(
-        f"scheduler: slurm\nruntime: native\nruns_dir: {tmp_path / 'runs'}\n"
-        "slurm: {limits: {max_array_size: 101, max_job_count: 150}}\n"
-    )
-    job_dir = tmp_path / "jobs" / "big"
-    job_dir.mkdir(parents=True)
-    (job_dir / "job.yaml").write_text('command: ["true"]\nmatrix: {n: {range: [0, 300]}}\n')
-    fake = Fake({})
-    make = lambda site: SlurmBackend(site, runner=fake)  # noqa: E731
-    monkeypatch.setattr(control, "get_backend", make)
-    monkeypatch.setattr(monitor, "get_backend", make)
-    journal = Journal()
-    plan = runs.plan_run(str(job_dir / "job.yaml"), str(site_file), [])
+    journal, plan, fake, make = _small_cluster(tmp_path, monkeypatch)
     runs.submit(plan, journal, make(plan.site))
     sbatches = len(fake.sbatches())
     real_plan_run = runs.plan_run
@@ -568,3 +526,31 @@ def test_a_cancel_during_a_feeder_round_is_not_undone(
     assert feeder.feed(journal, plan.run_id, 1.0, sleep=lambda _s: None) == 0
     assert journal.run(plan.run_id).phase == "cancelled"
     assert len(fake.sbatches()) == sbatches
+
+
+def _small_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slurm_extra: str = ""
+) -> tuple[Any, Any, Fake, Callable[[Any], SlurmBackend]]:
+    """A 300-task job planned on a site limited to arrays of 101 and 150 jobs, its fake
+    SLURM in place for control and monitor: (journal, plan, fake, backend factory)."""
+    from fcgtainer.runs import control, monitor
+    from fcgtainer.runs import submit as runs
+    from fcgtainer.runs.journal import Journal
+
+    site_file = tmp_path / "small.yaml"
+    site_file.write_text(
+        f"scheduler: slurm\nruntime: native\nruns_dir: {tmp_path / 'runs'}\n"
+        f"slurm: {{limits: {{max_array_size: 101, max_job_count: 150}}{slurm_extra}}}\n"
+    )
+    job_dir = tmp_path / "jobs" / "big"
+    job_dir.mkdir(parents=True)
+    (job_dir / "job.yaml").write_text('command: ["true"]\nmatrix: {n: {range: [0, 300]}}\n')
+    fake = Fake({})
+
+    def make(site: Any) -> SlurmBackend:
+        return SlurmBackend(site, runner=fake)
+
+    monkeypatch.setattr(control, "get_backend", make)
+    monkeypatch.setattr(monitor, "get_backend", make)
+    journal = Journal()
+    return journal, runs.plan_run(str(job_dir / "job.yaml"), str(site_file), []), fake, make
