@@ -20,6 +20,9 @@ class State(str, enum.Enum):
     CANCELLED = "cancelled"
     LOST = "lost"
     UPSTREAM_FAILED = "upstream failed"  # a campaign task whose input task did not succeed
+    # a campaign task of a step with ``on_upstream_failure: wait``: not run, not failed; it
+    # goes with the task it reads when that one is rerun (resubmit)
+    UPSTREAM_WAIT = "waiting on upstream"
     UNKNOWN = "unknown"
 
     @property
@@ -29,7 +32,14 @@ class State(str, enum.Enum):
 
 
 TERMINAL = frozenset(
-    {State.SUCCEEDED, State.FAILED, State.CANCELLED, State.LOST, State.UPSTREAM_FAILED}
+    {
+        State.SUCCEEDED,
+        State.FAILED,
+        State.CANCELLED,
+        State.LOST,
+        State.UPSTREAM_FAILED,
+        State.UPSTREAM_WAIT,
+    }
 )
 
 # Exit codes of the task contract (docs/payload-contract.md).
@@ -38,7 +48,10 @@ EXIT_REQUEUE = 85
 EXIT_NO_GPU = 86
 EXIT_NO_CVMFS = 87
 EXIT_UPSTREAM = 88  # the wrapper's: an upstream task of a campaign did not succeed
-NOT_RETRIED = frozenset({EXIT_CONFIG, EXIT_NO_GPU, EXIT_NO_CVMFS, EXIT_UPSTREAM})
+EXIT_UPSTREAM_WAIT = 89  # the same, for a step that waits (on_upstream_failure: wait)
+NOT_RETRIED = frozenset(
+    {EXIT_CONFIG, EXIT_NO_GPU, EXIT_NO_CVMFS, EXIT_UPSTREAM, EXIT_UPSTREAM_WAIT}
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,8 @@ def from_marker(exit_code: int) -> TaskStatus:
         return TaskStatus(State.SUCCEEDED, 0)
     if exit_code == EXIT_UPSTREAM:
         return TaskStatus(State.UPSTREAM_FAILED, exit_code, "upstream failed")
+    if exit_code == EXIT_UPSTREAM_WAIT:
+        return TaskStatus(State.UPSTREAM_WAIT, exit_code, "waits for an upstream task's rerun")
     reasons = {
         EXIT_CONFIG: "configuration error",
         EXIT_NO_GPU: "GPUs requested but none visible",
@@ -76,7 +91,13 @@ def summarise(states: Iterable[State]) -> State:
     for active in (State.RUNNING, State.REQUEUED, State.PENDING, State.HELD, State.UNKNOWN):
         if counts[active]:
             return active
-    for final in (State.FAILED, State.LOST, State.UPSTREAM_FAILED, State.CANCELLED):
+    for final in (
+        State.FAILED,
+        State.LOST,
+        State.UPSTREAM_FAILED,
+        State.UPSTREAM_WAIT,
+        State.CANCELLED,
+    ):
         if counts[final]:
             return final
     return State.SUCCEEDED

@@ -11,7 +11,8 @@ For task ``i``: chunk ``c = i // CHUNK``, line ``i % CHUNK + 1`` of::
     RUN_DIR/table/<c>.spec   its spec.json on one line, "attempt" first (JSON has no raw
                              newline; the wrapper rewrites the attempt at the line's start)
     RUN_DIR/table/<c>.argv   base64 of its argv, NUL-separated (values may hold newlines)
-    RUN_DIR/table/<c>.task   "retries max_requeues walltime signal_margin [upstream ...]"
+    RUN_DIR/table/<c>.task   "retries max_requeues walltime signal_margin [wait] [upstream ...]"
+                             ("wait": the task waits, not fails, when an upstream one failed)
 
 Indices are dense from 0; a chunk holds a line for every index of its range.
 """
@@ -38,6 +39,7 @@ class Row:
     walltime: int
     signal_margin: int
     upstream: tuple[int, ...]
+    wait: bool = False  # on_upstream_failure: wait
 
 
 def chunk_path(run_dir: Path, index: int, kind: str) -> Path:
@@ -59,8 +61,9 @@ def argv_line(argv: Sequence[str]) -> bytes:
 
 def task_line(row: Row) -> bytes:
     """A task's bounds and upstream tasks as its table line."""
-    numbers = (row.retries, row.max_requeues, row.walltime, row.signal_margin, *row.upstream)
-    return " ".join(map(str, numbers)).encode() + b"\n"
+    bounds = (row.retries, row.max_requeues, row.walltime, row.signal_margin)
+    words = (*map(str, bounds), *(("wait",) if row.wait else ()), *map(str, row.upstream))
+    return " ".join(words).encode() + b"\n"
 
 
 def chunks(lines: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
@@ -87,10 +90,13 @@ def _line(path: Path, index: int) -> str | None:
 def parse_task_line(line: str) -> Row | None:
     """A ``.task`` line as a Row; None when it is empty or malformed."""
     words = line.split()
+    wait = len(words) > 4 and words[4] == "wait"
+    if wait:
+        del words[4]
     if len(words) < 4 or not all(w.isdigit() for w in words):
         return None
     numbers = [int(w) for w in words]
-    return Row(numbers[0], numbers[1], numbers[2], numbers[3], tuple(numbers[4:]))
+    return Row(numbers[0], numbers[1], numbers[2], numbers[3], tuple(numbers[4:]), wait)
 
 
 def row(run_dir: Path, index: int) -> Row | None:

@@ -25,6 +25,7 @@ from fcgtainer.states import (
     EXIT_NO_GPU,
     EXIT_REQUEUE,
     EXIT_UPSTREAM,
+    EXIT_UPSTREAM_WAIT,
     State,
     TaskStatus,
 )
@@ -131,8 +132,9 @@ def render_submit(plan: Plan, count: int | None = None) -> dict[str, str]:
         )
     run = str(plan.run_dir)
     res = plan.resources
-    # a campaign task whose upstream failed (88) would fail the same way again
-    codes = (EXIT_CONFIG, EXIT_NO_GPU, EXIT_NO_CVMFS, *((EXIT_UPSTREAM,) if plan.step else ()))
+    # a campaign task whose upstream failed (88, 89) would end the same way again
+    campaign = (EXIT_UPSTREAM, EXIT_UPSTREAM_WAIT) if plan.step else ()
+    codes = (EXIT_CONFIG, EXIT_NO_GPU, EXIT_NO_CVMFS, *campaign)
     no_retry = ", ".join(str(c) for c in codes)
     desc: dict[str, str] = {
         "+FcgtainerRun": classad_string(plan.run_id, "+FcgtainerRun"),

@@ -26,6 +26,7 @@ COLOURS = {
     State.FAILED: "red",
     State.LOST: "red",
     State.UPSTREAM_FAILED: "dark_orange",
+    State.UPSTREAM_WAIT: "yellow",
     State.HELD: "yellow",
     State.CANCELLED: "magenta",
     State.RUNNING: "cyan",
@@ -227,6 +228,13 @@ def run_detail(
     console.print(table)
     if len(shown) > 200:
         console.print(f"... and {len(shown) - 200} more (--all lists every task)")
+    waiting = sum(t.status.state is State.UPSTREAM_WAIT for t in tasks)
+    if waiting:
+        console.print(
+            f"{waiting} task(s) wait for an upstream task that did not succeed: fix its cause, "
+            f"then `fcgtainer resubmit {run.id[:8]}` reruns it and them",
+            markup=False,
+        )
 
 
 def watch(console: Console, journal: Journal, run: RunRecord) -> int:

@@ -135,10 +135,14 @@ class Step(Strict):
 
     Keys left out are the job's. ``needs`` maps earlier steps to how this step waits for
     them: ``per_task`` (task i waits for task i of that step: same number of tasks) or
-    ``all`` (every task waits for the whole step).
+    ``all`` (every task waits for the whole step). ``on_upstream_failure`` says what a task
+    does when a task it reads did not succeed: ``report`` it (the task ends "upstream
+    failed", naming that task) or ``wait`` (it ends "waiting on upstream", not failed, and
+    runs when that task is rerun).
     """
 
     needs: dict[str, Dependency] = Field(default_factory=dict)
+    on_upstream_failure: Literal["report", "wait"] = "report"
     command: tuple[str, ...] = ()
     params: dict[str, Scalar | list[Scalar] | None] = Field(default_factory=dict)
     matrix: dict[str, list[Scalar] | Range] = Field(default_factory=dict)

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # A task's own files from the run's task table (fcgtainer.tasktable), sourced by the wrapper:
 # when the task first starts, its lines of RUN_DIR/table/ become tasks/<i>/spec.json, argv,
-# retries, max_requeues, walltime, signal_margin and upstream (argv last: its presence says
-# the copy is whole). A later attempt finds them there and copies nothing.
+# retries, max_requeues, walltime, signal_margin, upstream and, for a step that waits when an
+# upstream task failed, upstream_wait (argv last: its presence says the copy is whole). A later attempt finds them there and copies nothing.
 #   fcg_materialise RUN_DIR INDEX
 # Returns non-zero, saying why, when the table has no line for the task.
 FCG_TABLE_CHUNK=1000  # fcgtainer.tasktable.CHUNK
@@ -25,7 +25,10 @@ fcg_materialise() {
     printf '%s\n' "$max_requeues" > "$dir/max_requeues"
     printf '%s\n' "$walltime" > "$dir/walltime"
     printf '%s\n' "$margin" > "$dir/signal_margin"
-    if [ -n "$upstream" ]; then
+    case $upstream in
+        wait | "wait "*) : > "$dir/upstream_wait"; upstream=${upstream#wait} ;;
+    esac
+    if [ -n "${upstream// /}" ]; then
         # shellcheck disable=SC2086  # one run-wide index a line: the words are digits
         printf '%s\n' $upstream > "$dir/upstream"
     fi

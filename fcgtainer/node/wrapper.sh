@@ -36,7 +36,8 @@ if ! fcg_materialise "$run_dir" "$idx"; then
 fi
 mapfile -d '' -t argv < "$dir/argv"
 # a campaign task first checks the markers of the upstream tasks it reads: one missing or
-# non-zero -> its marker says "upstream failed" and the payload does not run
+# non-zero -> its marker says "upstream failed" (or "waiting on upstream") and the payload
+# does not run
 fcg_check_upstream "$run_dir" "$dir"
 rc=$?
 if [ "$rc" -ne 0 ]; then
@@ -102,7 +103,7 @@ if [ -n "${SLURM_JOB_ID:-}" ]; then
     requeue=$requeue_ok
     case "$rc" in
         0 | "$FCG_EXIT_CONFIG" | "$FCG_EXIT_REQUEUE" | "$FCG_EXIT_NO_GPU" | "$FCG_EXIT_NO_CVMFS" \
-            | "$FCG_EXIT_UPSTREAM") ;;
+            | "$FCG_EXIT_UPSTREAM" | "$FCG_EXIT_UPSTREAM_WAIT") ;;
         *) [ "$attempt" -le "$retries" ] && requeue=1 ;;
     esac
     if [ "$requeue" -eq 1 ]; then

@@ -50,6 +50,8 @@ class Plan:
     # a step's own plan: its name and, per task (global index), the upstream tasks it reads
     step: str = ""
     upstream: Mapping[int, Mapping[str, tuple[int, ...]]] = field(default_factory=dict)
+    # a step's tasks wait (not fail) when a task they read did not succeed
+    wait_upstream: bool = False
 
     def step_plans(self) -> tuple[StepPlan, ...]:
         """The steps to submit: a job without ``steps:`` is the one step of itself."""
@@ -227,7 +229,14 @@ def make_campaign(
             else:
                 for task in tasks:
                     upstream[task.index][needed] = tuple(other.indices)
-        sub = replace(sub, tasks=tasks, step=name, upstream=upstream, sets=dict(sets))
+        sub = replace(
+            sub,
+            tasks=tasks,
+            step=name,
+            upstream=upstream,
+            sets=dict(sets),
+            wait_upstream=job.steps[name].on_upstream_failure == "wait",
+        )
         steps.append(StepPlan(name, sub, dict(needs), offset))
         offset += len(tasks)
     unused = set(sets) - used

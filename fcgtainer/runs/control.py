@@ -31,7 +31,7 @@ def cancel(journal: Journal, run: RunRecord, indices: Sequence[int] | None) -> i
     return len(live)
 
 
-FAILED = frozenset({State.FAILED, State.LOST, State.UPSTREAM_FAILED})
+FAILED = frozenset({State.FAILED, State.LOST, State.UPSTREAM_FAILED, State.UPSTREAM_WAIT})
 CANCELLED = frozenset({State.CANCELLED})
 
 

@@ -71,6 +71,7 @@ STATE_CODES = {
     State.CANCELLED: 7,
     State.LOST: 8,
     State.UPSTREAM_FAILED: 9,
+    State.UPSTREAM_WAIT: 10,
 }
 STATES = {code: state for state, code in STATE_CODES.items()}
 

@@ -17,13 +17,21 @@ from fcgtainer.backends import get_backend
 from fcgtainer.config.site import Site
 from fcgtainer.plan.tasks import Plan
 from fcgtainer.runs.journal import Journal, RunRecord, TaskRecord
-from fcgtainer.runs.rundir import max_requeues, read_markers, read_upstream, requeues
+from fcgtainer.runs.rundir import (
+    max_requeues,
+    read_markers,
+    read_upstream,
+    requeues,
+    waits_on_upstream,
+)
 from fcgtainer.states import EXIT_REQUEUE, State, TaskStatus, from_marker
 
 LOST_GRACE_S = 120.0
 ACTIVE = frozenset({State.PENDING, State.RUNNING, State.REQUEUED, State.HELD})
 NOT_RUN = frozenset({State.CANCELLED, State.LOST, State.UNKNOWN, State.FAILED})
-UNDONE = frozenset({State.FAILED, State.LOST, State.UPSTREAM_FAILED, State.CANCELLED})
+UNDONE = frozenset(
+    {State.FAILED, State.LOST, State.UPSTREAM_FAILED, State.UPSTREAM_WAIT, State.CANCELLED}
+)
 
 
 def lost_grace() -> float:
@@ -260,7 +268,11 @@ def _merge_run(
                 table = tasktable.rows(run.run_dir)
             upstream = read_upstream(run.run_dir, task.index, table)
             bad = [j for j in upstream if states.get(j) in UNDONE]
-            if bad:
+            if bad and waits_on_upstream(run.run_dir, task.index, table):
+                status = TaskStatus(
+                    State.UPSTREAM_WAIT, None, f"waits for task {bad[0]} to be rerun (resubmit)"
+                )
+            elif bad:
                 status = TaskStatus(
                     State.UPSTREAM_FAILED, None, f"upstream failed (task {bad[0]} did not succeed)"
                 )

@@ -31,7 +31,7 @@ body{font-family:sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
 td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;font-size:90%}
 th{background:#f3f3f3}
-.succeeded{color:#080}.failed,.lost{color:#c00}.upstream{color:#c60}.cancelled{color:#909}
+.succeeded{color:#080}.failed,.lost{color:#c00}.upstream{color:#c60}.waiting{color:#a80}.cancelled{color:#909}
 img.fig{max-width:420px;margin:.3em;border:1px solid #ddd}
 pre{background:#f7f7f7;padding:.5em;overflow:auto;font-size:85%}
 """
@@ -179,7 +179,9 @@ def build(run: RunRecord, tasks: Sequence[TaskRecord]) -> Path:
         figures: list[Path] = []
         for task in members:
             state = task.status.state
-            css = "upstream" if state is State.UPSTREAM_FAILED else state.value
+            css = {State.UPSTREAM_FAILED: "upstream", State.UPSTREAM_WAIT: "waiting"}.get(
+                state, state.value
+            )
             tries, start, end, took = _timing(run.run_dir, task.index)
             images = task_images(run.run_dir, task.index)
             if step == last:
@@ -232,8 +234,8 @@ def tasks_from_run_dir(run_dir: Path) -> list[TaskRecord]:
     """The tasks as the run directory alone says (specs and markers, no journal).
 
     For a report written where the journal is not (DAGMan's FINAL node, on the access
-    point): a marker 0 is succeeded, 88 upstream failed, another code failed; no marker:
-    not finished (unknown).
+    point): a marker 0 is succeeded, 88 upstream failed, 89 waiting on upstream, another
+    code failed; no marker: not finished (unknown).
     """
     from fcgtainer import tasktable
     from fcgtainer.runs.rundir import read_marker

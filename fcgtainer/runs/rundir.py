@@ -88,7 +88,9 @@ def write_tasks(plans: Sequence[Plan], host_env: Mapping[str, str]) -> None:
                     (
                         tasktable.spec_line(task_spec(plan, task)),
                         tasktable.argv_line(argv),
-                        tasktable.task_line(tasktable.Row(*bounds, tuple(ups))),
+                        tasktable.task_line(
+                            tasktable.Row(*bounds, tuple(ups), plan.wait_upstream and bool(ups))
+                        ),
                     ),
                 )
 
@@ -121,6 +123,16 @@ def read_upstream(
         found = table.get(index) if table is not None else tasktable.row(run_dir, index)
         return list(found.upstream) if found else []
     return [int(w) for w in text.split() if w.isdigit()]
+
+
+def waits_on_upstream(
+    run_dir: Path, index: int, table: Mapping[int, tasktable.Row] | None = None
+) -> bool:
+    """Whether a campaign task's step waits (``on_upstream_failure: wait``) rather than fails."""
+    if os.path.exists(f"{run_dir}/tasks/{index}/upstream_wait"):
+        return True
+    found = table.get(index) if table is not None else tasktable.row(run_dir, index)
+    return bool(found and found.wait)
 
 
 # CERN HTCondor's JobFlavour: the runtime each one grants, in seconds

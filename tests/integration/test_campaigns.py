@@ -2,9 +2,12 @@
 
 make (6 tasks) -> check (per_task) -> sum (all), the jobs/hello-campaign payload natively.
 The CLI submits and exits; the scheduler alone (SLURM dependencies, DAGMan) runs the steps.
-Task 2 of make fails while a file exists: only its check says "upstream failed", and sum
-reports the missing input; after the file is gone, ``resubmit --failed`` sends exactly
-make 2, check 8 and sum 12, and no succeeded task runs again (attempt counts).
+Task 2 of make fails while a file exists: only its check stops, and sum does not run. One
+of the two steps reports it ("upstream failed"), the other waits (``on_upstream_failure:
+wait``, "waiting on upstream"): on SLURM check waits (SLURM drops it without running it),
+on HTCondor sum waits (its wrapper finds the missing input). After the file is gone,
+``resubmit --failed`` sends exactly make 2, check 8 and sum 12, and no succeeded task runs
+again (attempt counts).
 
     tests/testbed/run-integration tests/integration/test_campaigns.py
 """
@@ -88,6 +91,10 @@ def test_three_steps_run_alone_fail_one_slice_and_resubmit(
     base = (REPO / "sites" / f"testbed-{scheduler}.yaml").read_text()
     (work / "site.yaml").write_text(base.replace("~/fcgtainer-runs", str(work / "runs")))
     shutil.copytree(REPO / "jobs" / "hello-campaign", work / "hello-campaign", ignore=CACHE)
+    waits = "check" if scheduler == "slurm" else "sum"
+    yaml = work / "hello-campaign" / "job.yaml"
+    needs = {"check": "needs: {make: per_task}", "sum": "needs: {check: all}"}[waits]
+    yaml.write_text(yaml.read_text().replace(needs, needs + "\n    on_upstream_failure: wait", 1))
     flag = work / "broken"
     flag.touch()
     argv = [sys.executable, "-m", "fcgtainer", "submit", str(work / "hello-campaign")]
@@ -111,11 +118,16 @@ def test_three_steps_run_alone_fail_one_slice_and_resubmit(
     states = {t.index: t.status.state for t in tasks}
     print(f"\n{scheduler}: {monitor.step_counts(run, tasks)}")
     assert states[2] is State.FAILED and read_marker(run.run_dir, 2) == 3
-    assert states[8] is State.UPSTREAM_FAILED
-    assert states[12] is State.UPSTREAM_FAILED and read_marker(run.run_dir, 12) == 88
+    if waits == "check":  # SLURM drops check 8 (aftercorr); sum finds its marker missing
+        assert states[8] is State.UPSTREAM_WAIT and read_marker(run.run_dir, 8) is None
+        assert states[12] is State.UPSTREAM_FAILED and read_marker(run.run_dir, 12) == 88
+    else:
+        assert states[8] is State.UPSTREAM_FAILED
+        assert states[12] is State.UPSTREAM_WAIT and read_marker(run.run_dir, 12) == 89
     ok = [i for i in range(12) if i not in (2, 8)]
     assert [states[i] for i in ok] == [State.SUCCEEDED] * len(ok)
     assert "upstream task" in (run.run_dir / "tasks" / "12" / "task.log").read_text()
+    assert not (run.run_dir / "out" / "12" / "value.txt").exists()
 
     flag.unlink()  # the cause is fixed
     assert control.resubmit(journal, journal.run(run.id)) == 3

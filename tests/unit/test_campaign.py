@@ -127,6 +127,45 @@ def test_failed_task_fails_only_its_slice_and_resubmit_completes(
     assert int(total) == sum(n * n for n in range(6))
 
 
+def test_a_step_that_waits_is_not_failed_and_runs_with_the_rerun(
+    local_site: Path, tmp_path: Path, run_cli: Callable[..., tuple[int, str, str]]
+) -> None:
+    import shutil
+
+    job = tmp_path / "hello-campaign"
+    shutil.copytree(CAMPAIGN, job, ignore=shutil.ignore_patterns("__pycache__"))
+    text = (job / "job.yaml").read_text()
+    (job / "job.yaml").write_text(
+        text.replace(
+            "    needs: {check: all}\n", "    needs: {check: all}\n    on_upstream_failure: wait\n"
+        )
+    )
+    journal = Journal()
+    flag = tmp_path / "broken"
+    flag.touch()
+    sets = ["fail_step=make", "fail_task=2", f"fail_if={flag}"]
+    plan = runs.plan_run(str(job), str(local_site), sets)
+    runs.submit(plan, journal)
+    wait_for(lambda: finished(journal, plan.run_id))
+    tasks = journal.tasks(plan.run_id)
+    states = {t.index: t.status.state for t in tasks}
+    assert states[8] is State.UPSTREAM_FAILED  # check reports (the default)
+    assert states[12] is State.UPSTREAM_WAIT  # sum waits: not failed, not run
+    assert read_marker(plan.run_dir, 12) == 89 and not (plan.out_dir(12) / "value.txt").exists()
+    log = (plan.task_dir(12) / "task.log").read_text()
+    assert "upstream task 8 exit code 88" in log and "waits" in log
+    code, out, _ = run_cli("status", plan.run_id)
+    assert code == 0
+    assert "step sum: 1 waiting on upstream" in out
+    assert f"fcgtainer resubmit {plan.run_id[:8]}" in out
+
+    flag.unlink()
+    assert control.resubmit(journal, journal.run(plan.run_id)) == 3  # 2, its check 8, sum 12
+    wait_for(lambda: finished(journal, plan.run_id))
+    assert all(t.status.state is State.SUCCEEDED for t in journal.tasks(plan.run_id))
+    assert int((plan.out_dir(12) / "value.txt").read_text()) == sum(n * n for n in range(6))
+
+
 def test_cache_skips_unchanged_tasks_and_reruns_what_a_change_touches(
     local_site: Path, run_cli: Callable[..., tuple[int, str, str]]
 ) -> None:

@@ -15,11 +15,13 @@ pytestmark = pytest.mark.unit
 ARGV = {
     0: ["python3", "-m", "hello", "multi\nline value", "", "ünïcode", "--spec", "/r/tasks/0/x"],
     1: ["true"],
+    2: ["true"],
     1002: ["echo", "chunk 1"],
 }
 ROWS = {
     0: tasktable.Row(1, 20, 3600, 300, ()),
     1: tasktable.Row(0, 5, 60, 0, (0,)),
+    2: tasktable.Row(0, 5, 60, 0, (0, 1), wait=True),  # on_upstream_failure: wait
     1002: tasktable.Row(2, 20, 7200, 0, tuple(range(1000))),
 }
 
@@ -64,6 +66,7 @@ def test_the_wrapper_copies_exactly_what_submit_wrote(run_dir: Path, index: int)
     assert (upstream.read_text().split() if upstream.exists() else []) == [
         str(j) for j in row.upstream
     ]
+    assert (tdir / "upstream_wait").exists() is row.wait
 
 
 def test_the_host_reads_the_table_before_the_task_starts(run_dir: Path) -> None:
