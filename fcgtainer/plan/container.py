@@ -15,6 +15,7 @@ argv: the argv names the run's 0600 env file, which the launcher (or, natively,
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -129,12 +130,17 @@ def native_argv(
 ) -> list[str]:
     """``env -i`` with the contract's values, ``node/env.sh`` exporting the secrets file (by
     builtins, after the clearing), then ``command``."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), BASE_PATH])
-    outer = {"PATH": path, "HOME": home, **env}
+    outer = {"PATH": _native_path(), "HOME": home, **env}
     argv = ["env", "-i", *(f"{k}={v}" for k, v in outer.items())]
     if secrets:
-        argv += ["/bin/bash", str(plan.run_dir / "node" / "env.sh"), secrets]
+        argv += ["/bin/bash", f"{plan.run_dir}/node/env.sh", secrets]
     return [*argv, *command]
+
+
+@functools.cache
+def _native_path() -> str:
+    """A native task's PATH: this Python's directory, then the base system's."""
+    return os.pathsep.join([os.path.dirname(sys.executable), BASE_PATH])
 
 
 def task_argv(plan: Plan, task: TaskParams, host_env: Mapping[str, str] | None = None) -> list[str]:

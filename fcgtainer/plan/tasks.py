@@ -7,6 +7,7 @@ submitted, and the golden tests render it without any cluster.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -347,27 +348,36 @@ def task_spec(plan: Plan, task: TaskParams, attempt: int = 1) -> dict[str, Any]:
 
 
 def payload_argv(plan: Plan, task: TaskParams) -> list[str]:
-    """The job's command with its placeholders filled in, one argv element each."""
-    values = {
-        "spec": f"{plan.run_dir}/tasks/{task.index}/spec.json",  # task_dir, as a string
-        "out": f"{plan.run_dir}/out/{task.index}",
-        "task": str(task.index),
-        "run": plan.run_id,
-        "job_dir": plan.task_job_dir,
-    }
-    params: dict[str, Any] = dict(plan.job.params)
-    params.update(task.values)
-    argv = []
-    for arg in plan.job.command:
-        if "{" not in arg:  # most arguments: nothing to fill in (planned once per task)
-            argv.append(arg)
-            continue
-        for key, value in values.items():
-            arg = arg.replace("{" + key + "}", value)
-        for key, value in params.items():
-            arg = arg.replace("{param." + key + "}", str(value))
-        argv.append(arg)
-    return argv
+    """The job's command with its placeholders filled in, one argv element each.
+
+    Each placeholder is replaced once, by its value as data: a value that looks like a
+    placeholder stays as it is.
+    """
+
+    def fill(match: re.Match[str]) -> str:
+        key = match[1]
+        if key.startswith("param."):
+            name = key[len("param.") :]
+            if name in task.values:
+                return str(task.values[name])
+            return str(plan.job.params[name]) if name in plan.job.params else match[0]
+        if key == "spec":
+            return f"{plan.run_dir}/tasks/{task.index}/spec.json"  # task_dir, as a string
+        if key == "out":
+            return f"{plan.run_dir}/out/{task.index}"
+        if key == "task":
+            return str(task.index)
+        if key == "run":
+            return plan.run_id
+        if key == "job_dir":
+            return plan.task_job_dir
+        return match[0]
+
+    # most arguments have nothing to fill in (planned once per task)
+    return [arg if "{" not in arg else _PLACEHOLDER.sub(fill, arg) for arg in plan.job.command]
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_]+|param\.[^{}]+)\}")
 
 
 def secret_env(plan: Plan, host_env: Mapping[str, str]) -> dict[str, str]:

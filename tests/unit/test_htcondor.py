@@ -256,7 +256,7 @@ def test_campaign_dag_has_one_node_per_step_and_only_chosen_tasks(tmp_path: Path
     assert files["b.sub"].endswith("queue task in (3,4,5)\n")
     assert "FINAL report report.sub NOOP" in dag
     assert any(line.endswith("-m fcgtainer.runs.report ../..") for line in dag)
-    assert "member(ExitCode, {2, 86, 87, 88})" in files["b.sub"]
+    assert "member(ExitCode, {2, 86, 87, 88, 89})" in files["b.sub"]
     again = render_dag(_campaign(tmp_path), [1, 4, 6])
     assert again["a.sub"].endswith("queue task in (1)\n")
     again = render_dag(_campaign(tmp_path), [6])
