@@ -50,3 +50,12 @@ def write_private(
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def append_private(path: Path, content: bytes, share_group: bool = False) -> None:
+    """Append ``content`` to ``path``, creating it private (0600, or 0640 if shared)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, modes(share_group)[1])
+    try:
+        os.write(fd, content)
+    finally:
+        os.close(fd)

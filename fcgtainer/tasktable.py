@@ -147,3 +147,22 @@ def indices(run_dir: Path) -> list[int]:
         with open(path, encoding="utf-8") as handle:
             found += [base + k for k, line in enumerate(handle) if line.strip()]
     return found
+
+
+def bundle_lines(bundles: Mapping[int, Sequence[int]]) -> bytes:
+    """``RUN_DIR/bundles.txt`` lines: ``LEADER TASK...`` (the leader is the first task)."""
+    return b"".join(" ".join(map(str, tasks)).encode() + b"\n" for tasks in bundles.values())
+
+
+def read_bundles(run_dir: Path) -> dict[int, tuple[int, ...]]:
+    """Each bundle's tasks by leader, as ``node/bundle.sh`` reads them: the last line wins."""
+    out: dict[int, tuple[int, ...]] = {}
+    try:
+        text = (run_dir / "bundles.txt").read_text()
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        words = line.split()
+        if words and all(w.isdigit() for w in words):
+            out[int(words[0])] = tuple(int(w) for w in words)
+    return out

@@ -17,6 +17,7 @@ import shlex
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 
+from fcgtainer import tasktable
 from fcgtainer.backends.base import Backend
 from fcgtainer.backends.slurm_limits import (
     DEFAULT_MAX_ARRAY_SIZE,
@@ -30,6 +31,7 @@ from fcgtainer.backends.slurm_limits import (
 )
 from fcgtainer.errors import CommandError, SubmitError
 from fcgtainer.plan.tasks import Plan
+from fcgtainer.private import append_private
 from fcgtainer.proc import CommandTimeout
 from fcgtainer.states import State, TaskStatus
 
@@ -135,7 +137,7 @@ def sbatch_options(
         "--output": output_pattern(plan, start),
         "--partition": opts.partition,
         "--qos": opts.qos,
-        "--time": _walltime(res.walltime),
+        "--time": _walltime(res.walltime * plan.bundle),  # a bundle's tasks run in turn
     }
     if res.gpus > 0:
         if opts.gpu_request == "gpus":
@@ -190,7 +192,11 @@ def render_sbatch(plan: Plan, start: int = 0) -> str:
     task = '"$SLURM_ARRAY_TASK_ID"'
     if plan.offset + start:
         task = f'"$((SLURM_ARRAY_TASK_ID + {plan.offset + start}))"'
-    lines.append(f"exec /bin/bash {run_dir}/wrapper.sh {run_dir} {task}")
+    if plan.bundle > 1:  # the index is the bundle's first task; RUN_DIR/bundles.txt the rest
+        lines[1] = f"# fcgtainer run {plan.run_id}: one array task per bundle of tasks"
+        lines.append(f"exec /bin/bash {run_dir}/node/bundle.sh {run_dir} {task}")
+    else:
+        lines.append(f"exec /bin/bash {run_dir}/wrapper.sh {run_dir} {task}")
     return "\n".join(lines) + "\n"
 
 
@@ -250,6 +256,10 @@ def describe_sbatch(plan: Plan, size: int | None = None, python: str = sys.execu
         needs = dependency(array.waits, jobs)
         options = sbatch_options(sub, array.members, needs, array.start)
         argv = shlex.join([plan.site.slurm.sbatch, *options])
+        if array.bundles:  # the bundles' tasks, where node/bundle.sh reads them
+            lines = tasktable.bundle_lines(array.bundles).decode()
+            target = shlex.quote(str(plan.run_dir / "bundles.txt"))
+            out.append(f"cat >> {target} <<'FCGTAINER_EOF'\n{lines}FCGTAINER_EOF\n")
         if needs:  # let the shell expand $JOB_<step> (the only unquoted value)
             argv = argv.replace(shlex.quote(f"--dependency={needs}"), f'"--dependency={needs}"')
         if plan.steps:
@@ -422,6 +432,12 @@ class SlurmBackend(Backend):
             needs = dependency(array.waits, jobs)
             argv = [self.site.slurm.sbatch, *sbatch_options(sub, array.members, needs, array.start)]
             stdin = render_sbatch(sub, array.start)
+            if array.bundles:  # before sbatch: a bundle may start at once
+                append_private(
+                    plan.run_dir / "bundles.txt",
+                    tasktable.bundle_lines(array.bundles),
+                    plan.site.share_group,
+                )
             try:
                 done = self._run(argv, timeout=SUBMIT_TIMEOUT_S, stdin=stdin)
             except CommandTimeout:
@@ -435,7 +451,8 @@ class SlurmBackend(Backend):
                 return out
             job_id = parse_sbatch(done.stdout)
             jobs[f"#{k}"] = job_id
-            out.update({i: f"{job_id}_{array.array_index(i)}" for i in array.members})
+            for i in array.members:  # a bundle's tasks share its array task
+                out.update(dict.fromkeys(array.tasks_of(i), f"{job_id}_{array.array_index(i)}"))
         if plan.steps and out and not later:
             self._submit_report(plan, [*out.values(), *(queued or {}).values()])
         return out
@@ -465,8 +482,9 @@ class SlurmBackend(Backend):
             sub = step.plan
             starts = range(0, max(1, len(sub.tasks)), size)
             names = {chunk_name(sub, s): sub.offset + s for s in starts}
+            bundles = tasktable.read_bundles(plan.run_dir) if sub.bundle > 1 else {}
             for index, task_id in self._find_names(names).items():
-                merged[index] = task_id
+                merged.update(dict.fromkeys(bundles.get(index, (index,)), task_id))
         return merged
 
     def _find_names(self, names: Mapping[str, int]) -> dict[int, str]:

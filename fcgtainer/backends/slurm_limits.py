@@ -19,7 +19,7 @@ from __future__ import annotations
 import getpass
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fcgtainer import proc
 from fcgtainer.config.site import Site
@@ -327,12 +327,18 @@ class Array:
 
     step: StepPlan
     start: int
-    members: tuple[int, ...]
+    members: tuple[int, ...]  # one task per array index: a bundle's first task (its leader)
     waits: tuple[tuple[str, str], ...]
+    # a bundled step (``bundle: N``): each leader's tasks, itself first (empty otherwise)
+    bundles: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
 
     def array_index(self, index: int) -> int:
-        """The SLURM array index of run-wide task ``index``."""
+        """The SLURM array index of run-wide task ``index`` (a leader, if bundled)."""
         return index - self.step.plan.offset - self.start
+
+    def tasks_of(self, leader: int) -> tuple[int, ...]:
+        """The run-wide tasks array index ``leader`` runs: its bundle, or itself."""
+        return self.bundles.get(leader, (leader,))
 
 
 def plan_arrays(
@@ -355,17 +361,35 @@ def plan_arrays(
     out: list[Array] = []
     for step in plan.step_plans():
         sub = step.plan
-        local = [i - sub.offset for i in step.indices if i in wanted]
-        for chunk in chunks(local, size):
+        local = sorted(i - sub.offset for i in step.indices if i in wanted)
+        # a bundled step: N chosen tasks a job, the first of them its array index
+        n = sub.bundle
+        bundle = {local[k]: tuple(local[k : k + n]) for k in range(0, len(local), n)}
+        for chunk in chunks(bundle, size):
             groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
             for i in chunk.indices:
-                waits = waits_for(step, sub.offset + i, placed, i - chunk.start)
-                groups.setdefault(waits, []).append(sub.offset + i)
-            for waits, members in groups.items():
+                found = {
+                    w
+                    for m in bundle[i]
+                    for w in waits_for(step, sub.offset + m, placed, i - chunk.start)
+                }
+                waits = tuple(sorted(found, key=lambda w: (_order(w[1]), w[0])))
+                groups.setdefault(waits, []).append(i)
+            for waits, leaders in groups.items():
                 key = f"#{len(out)}"
-                for i in members:
-                    placed[i] = (key, i - sub.offset - chunk.start)
-                out.append(Array(step, chunk.start, tuple(members), waits))
+                for i in leaders:
+                    for m in bundle[i]:
+                        placed[sub.offset + m] = (key, i - chunk.start)
+                tasks = {sub.offset + i: tuple(sub.offset + m for m in bundle[i]) for i in leaders}
+                out.append(
+                    Array(
+                        step,
+                        chunk.start,
+                        tuple(sub.offset + i for i in leaders),
+                        waits,
+                        tasks if n > 1 else {},
+                    )
+                )
     return out
 
 

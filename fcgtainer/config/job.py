@@ -127,6 +127,7 @@ STEP_KEYS = (
     "checkpoint",
     "retries",
     "max_requeues",
+    "bundle",
 )
 
 
@@ -156,6 +157,7 @@ class Step(Strict):
     checkpoint: Checkpoint = Checkpoint()
     retries: int = Field(default=0, ge=0, le=20)
     max_requeues: int = Field(default=20, ge=0, le=10_000)
+    bundle: int | None = Field(default=None, ge=1, le=10_000)
 
     @field_validator("command")
     @classmethod
@@ -185,6 +187,8 @@ class Job(Strict):
     checkpoint: Checkpoint = Checkpoint()
     retries: int = Field(default=0, ge=0, le=20)
     max_requeues: int = Field(default=20, ge=0, le=10_000)
+    # tasks per scheduler job (None: the site's ``bundle``); short tasks share the job's start
+    bundle: int | None = Field(default=None, ge=1, le=10_000)
     steps: dict[str, Step] = Field(default_factory=dict)
     job_dir: str = Field(default=".", exclude=True)
     source: str = Field(default="(built in)", exclude=True)

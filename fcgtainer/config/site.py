@@ -277,6 +277,7 @@ class Site(Strict):
     payload: Literal["image", "checkout"] = "image"
     runs_dir: str = "~/fcgtainer-runs"
     max_tasks: int = Field(default=100_000, ge=1)
+    bundle: int = Field(default=1, ge=1, le=10_000)  # tasks per scheduler job, unless the job says
     scratch: str | None = None
     share_group: bool = False
     internet: bool = True

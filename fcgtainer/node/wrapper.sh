@@ -10,7 +10,8 @@
 # sends SIGUSR2 signal_margin seconds before it, so a checkpointing payload saves and exits
 # 85 everywhere. Requeues after exit 85 are counted in tasks/<i>/requeues and bounded by
 # tasks/<i>/max_requeues on every backend. The payload sees its attempt number in
-# FCGTAINER_ATTEMPT and in spec.json.
+# FCGTAINER_ATTEMPT and in spec.json. Under node/bundle.sh (FCG_IN_BUNDLE=1) the bundle
+# counts attempts and retries, and nothing is requeued.
 set -u
 run_dir=$1
 idx=$2
@@ -25,7 +26,11 @@ idx=$2
 dir="$run_dir/tasks/$idx"
 # what the task writes is as private as its run directory (0700, or 0750 with share_group)
 case $(stat -c %a "$run_dir" 2>/dev/null) in 75*) umask 027 ;; *) umask 077 ;; esac
-attempt=$(( ${SLURM_RESTART_COUNT:-${FCGTAINER_ATTEMPT:-0}} + 1 ))
+if [ -n "${FCG_IN_BUNDLE:-}" ]; then  # node/bundle.sh counts a bundled task's attempts
+    attempt=$(( ${FCGTAINER_ATTEMPT:-0} + 1 ))
+else
+    attempt=$(( ${SLURM_RESTART_COUNT:-${FCGTAINER_ATTEMPT:-0}} + 1 ))
+fi
 mkdir -p "$dir"
 exec >>"$dir/task.log" 2>&1   # every attempt appends: the first attempt's log is kept
 # the task's spec, argv and bounds: its lines of the run's task table, copied once
@@ -99,7 +104,8 @@ if [ "$rc" -eq "$FCG_EXIT_REQUEUE" ]; then
 fi
 
 retries=$(number "$dir/retries" 0)
-if [ -n "${SLURM_JOB_ID:-}" ]; then
+# in a bundle the bundle retries (a requeue would rerun the whole bundle)
+if [ -n "${SLURM_JOB_ID:-}" ] && [ -z "${FCG_IN_BUNDLE:-}" ]; then
     requeue=$requeue_ok
     case "$rc" in
         0 | "$FCG_EXIT_CONFIG" | "$FCG_EXIT_REQUEUE" | "$FCG_EXIT_NO_GPU" | "$FCG_EXIT_NO_CVMFS" \

@@ -54,6 +54,11 @@ class Plan:
     # a step's tasks wait (not fail) when a task they read did not succeed
     wait_upstream: bool = False
 
+    @property
+    def bundle(self) -> int:
+        """Tasks per scheduler job (``bundle:`` of the job or step, else of the site)."""
+        return bundle_size(self.job, self.site)
+
     def step_plans(self) -> tuple[StepPlan, ...]:
         """The steps to submit: a job without ``steps:`` is the one step of itself."""
         return self.steps or (StepPlan(self.job.name, self, {}, 0),)
@@ -151,6 +156,7 @@ def make_plan(
             f"{resources.gpus}",
             "choose a GPU site, or set gpus.count in the site profile",
         )
+    check_bundle(job, site)
     run_dir = site.runs_path / f"{job.name}-{run_id[:8]}"
     return Plan(
         run_id=run_id,
@@ -166,6 +172,30 @@ def make_plan(
         sets=dict(sets),
         payload="checkout" if runtime == "native" else (payload or site.payload),
     )
+
+
+def bundle_size(job: Job, site: Site) -> int:
+    """Tasks per scheduler job: the job's (or step's) ``bundle``, else the site's."""
+    return job.bundle if job.bundle is not None else site.bundle
+
+
+def check_bundle(job: Job, site: Site) -> None:
+    """Bundles are for short tasks on SLURM: not with checkpoints, not on HTCondor (yet)."""
+    size = bundle_size(job, site)
+    if size == 1:
+        return
+    where = job.source if job.bundle is not None else site.source
+    if job.checkpoint.enabled:
+        raise ConfigError(
+            f"{where}: bundle: {size} with checkpoint.enabled in {job.source}: a bundled task "
+            "cannot be requeued alone",
+            "bundle short tasks only; a checkpointing task runs one per job (bundle: 1)",
+        )
+    if site.scheduler == "htcondor":
+        raise ConfigError(
+            f"{where}: bundle: {size}: not supported on HTCondor yet ({site.source})",
+            "use bundle: 1 there; HTCondor starts short jobs cheaply (late materialisation)",
+        )
 
 
 def step_sets(job: Job, sets: Mapping[str, str]) -> dict[str, str]:

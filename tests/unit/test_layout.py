@@ -31,7 +31,7 @@ LEAVES = {
 ALLOWED = {
     "config": {"errors", "paths", "versions"},
     "plan": {"config", "errors", "node", "states"},
-    "backends": {"config", "plan", "states", "proc", "tasktable", "errors", "__init__"},
+    "backends": {"config", "plan", "states", "proc", "private", "tasktable", "errors", "__init__"},
     "host": {"config", "node", "proc", "errors"},
     "images": {"config", "host", "paths", "proc", "errors", "versions"},
     "runs": {
