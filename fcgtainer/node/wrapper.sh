@@ -59,6 +59,9 @@ if [ -f "$dir/spec.json" ]; then  # one line, "attempt" its first key (fcgtainer
 fi
 mkdir -p "$run_dir/out/$idx"
 cd "$run_dir/out/$idx" || exit "$FCG_EXIT_CONFIG"
+# room for the attempt's record and marker, given back for them if the payload fills the disk
+rm -f "$dir/no_space"
+head -c 65536 /dev/urandom > "$dir/.reserve" 2>/dev/null || rm -f "$dir/.reserve"
 start=$(date +%s)
 echo "== fcgtainer: task $idx attempt $attempt on $(hostname) at $(date -u +%FT%TZ)"
 
@@ -85,8 +88,23 @@ FCG_FORWARD_NOTE="== fcgtainer" fcg_run_forwarding "${argv[@]}"
 rc=$?
 [ -z "$timer" ] || kill "$timer" 2>/dev/null
 
-printf '%s %s %s %s %s\n' "$attempt" "$(hostname)" "$start" "$(date +%s)" "$rc" >> "$dir/attempts"
-printf '%s\n' "$rc" > "$dir/exit_code.tmp.$$" && mv -f "$dir/exit_code.tmp.$$" "$dir/exit_code"
+# On a full disk (or a used-up quota) these writes fail: the reserve is freed and each is
+# tried again; tasks/<i>/no_space keeps the error ("No space left on device") for status.
+line="$attempt $(hostname) $start $(date +%s) $rc"
+full=
+if ! err=$( { printf '%s\n' "$line" >> "$dir/attempts"; } 2>&1 ); then
+    full=${err##*: } && rm -f "$dir/.reserve"
+    printf '%s\n' "$line" >> "$dir/attempts"
+fi
+if ! err=$( { printf '%s\n' "$rc" > "$dir/exit_code.tmp.$$"; } 2>&1 ); then
+    full=${err##*: } && rm -f "$dir/.reserve"
+    printf '%s\n' "$rc" > "$dir/exit_code.tmp.$$"
+fi && mv -f "$dir/exit_code.tmp.$$" "$dir/exit_code"
+if [ -n "$full" ]; then
+    printf '%s\n' "$full" > "$dir/no_space"
+    echo "== fcgtainer: no room left in $run_dir ($full)"
+fi
+rm -f "$dir/.reserve"
 echo "== fcgtainer: task $idx attempt $attempt exited $rc"
 
 # bounded requeues: a payload that always checkpoints is not restarted forever

@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from fcgtainer import tasktable
 from fcgtainer.backends import get_backend
@@ -261,6 +262,8 @@ def _merge_run(
             if over.exists():
                 limit_s = over.read_text().strip()
                 status = TaskStatus(State.FAILED, marker, f"walltime of {limit_s} s exceeded")
+            else:
+                status = out_of_space(run.run_dir, task.index, status)
         if marker is None and not cancelled and status.state in NOT_RUN:
             # a campaign task the scheduler dropped (SLURM's aftercorr with
             # --kill-on-invalid-dep) because a task it reads did not succeed
@@ -280,6 +283,24 @@ def _merge_run(
         if status != task.status:
             updates[task.index] = status
     return updates
+
+
+def out_of_space(run_dir: Path, index: int, status: TaskStatus) -> TaskStatus:
+    """A failed task's status, naming the full disk if the wrapper found no room at its end.
+
+    The wrapper writes ``tasks/<i>/no_space`` (the error, e.g. "No space left on device")
+    when recording the attempt failed and needed the space it had reserved.
+    """
+    try:
+        error = (run_dir / "tasks" / str(index) / "no_space").read_text().strip()
+    except OSError:
+        return status
+    return TaskStatus(
+        status.state,
+        status.exit_code,
+        f"{status.reason}; the run directory was full when it ended "
+        f"({error or 'no space left'}): free space there, then `fcgtainer resubmit`",
+    )
 
 
 def step_counts(run: RunRecord, tasks: list[TaskRecord]) -> dict[str, dict[State, int]]:

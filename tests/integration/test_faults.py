@@ -4,11 +4,17 @@
 
 - the CLI killed (SIGTERM, SIGINT) while ``sbatch`` is running: the run says how to resume,
   the same ``submit`` resumes or adopts it, and every task runs once;
-- preemption: ``scontrol requeue`` of a running task ends in checkpoint, requeue, resume.
+- preemption: ``scontrol requeue`` of a running task ends in checkpoint, requeue, resume;
+- the node drained under running tasks (the testbed user is a SLURM admin for this): they
+  finish, the waiting one shows SLURM's reason until the node is resumed, then runs;
+- out of disk in the runs directory, on the testbed's small tmpfs
+  (``FCG_TESTBED_SMALL_DISK``): full at submit, one clear error, and the same ``submit``
+  resumes; filled by the task, it ends failed saying so and ``resubmit`` reruns it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -16,7 +22,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,6 +55,8 @@ def workspace(shared_tmp_path: Path) -> Iterator[Path]:
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     (shared_tmp_path / "ckpt").mkdir()
+    (shared_tmp_path / "fill").mkdir()
+    shutil.copy(REPO / "tests" / "data" / "diskfill" / "fill.py", shared_tmp_path / "fill")
     subprocess.run(
         [
             "cp",
@@ -64,12 +72,12 @@ def workspace(shared_tmp_path: Path) -> Iterator[Path]:
 
 
 def _job(workspace: Path, name: str, command: str, tasks: int, extra: str = "") -> Path:
-    path = workspace / ("hello" if command == "hello" else "ckpt") / f"{name}.yaml"
+    path = workspace / ("hello" if command == "hello" else command) / f"{name}.yaml"
     path.write_text(
         textwrap.dedent(f"""\
             name: {name}
             command: [python3, -m, {command}, --spec, "{{spec}}"]
-            params: {{greeting: hello, sleep: 0, fail_task: -1, steps: 0, pause: 0.5}}
+            params: {{greeting: hello, sleep: 0, fail_task: -1, steps: 0, pause: 0.5, mib: 0}}
             matrix:
               n: {{range: [0, {tasks}]}}
             resources: {{cpus: 1, memory: 64MiB, walltime: "00:10:00"}}
@@ -80,7 +88,7 @@ def _job(workspace: Path, name: str, command: str, tasks: int, extra: str = "") 
 
 
 def _cli(workspace: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "250"}  # rich: no wrapped reasons
     return subprocess.Popen(
         [sys.executable, "-m", "fcgtainer", *args],
         stdout=subprocess.PIPE,
@@ -88,6 +96,29 @@ def _cli(workspace: Path, *args: str) -> subprocess.Popen[str]:
         text=True,
         env=env,
     )
+
+
+def _done(workspace: Path, *args: str) -> tuple[int, str, str]:
+    """Run the CLI to its end: exit code, stdout, stderr."""
+    cli = _cli(workspace, *args)
+    out, err = cli.communicate(timeout=120)
+    return cli.returncode, out, err
+
+
+def _site(workspace: Path, runs_dir: Path) -> Path:
+    """The testbed SLURM profile as it is (the real ``sbatch``), with its runs under runs_dir."""
+    base = (REPO / "sites" / "testbed-slurm.yaml").read_text()
+    path = workspace / f"site-{runs_dir.name}.yaml"
+    path.write_text(base.replace("~/fcgtainer-runs", str(runs_dir)))
+    return path
+
+
+def _wait_for(probe: Callable[[], object], what: str) -> object:
+    deadline = time.monotonic() + DEADLINE_S
+    while not (value := probe()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1.0)
+    return value
 
 
 def _wait_terminal(journal: Journal, run_id: str) -> list[State]:
@@ -151,3 +182,126 @@ def test_preempted_by_scontrol_requeue_resumes_from_its_checkpoint(workspace: Pa
     resumed = [line for line in text.splitlines() if "resumed from step" in line]
     assert len(resumed) >= 2 and not resumed[-1].endswith("step 0"), text
     assert attempts(run.run_dir, 0) >= 2
+
+
+def _node() -> str:
+    return proc.run(["sinfo", "-h", "-N", "-o", "%N"]).stdout.split()[0]
+
+
+def test_node_drained_under_running_tasks_they_finish_the_waiting_one_runs_after_resume(
+    workspace: Path,
+) -> None:
+    """Two tasks run on the node's 2 CPUs, the third waits; the admin drains the node."""
+    job = _job(workspace, "fault-drain", "hello", 3)
+    site = _site(workspace, workspace / "runs-drain")
+    code, _, err = _done(workspace, "submit", str(job), "--site", str(site), "--set", "sleep=12")
+    assert code == 0, err
+    journal = Journal()
+    run = journal.runs()[0]
+
+    def states() -> list[State]:
+        return [t.status.state for t in monitor.refresh(journal, run)]
+
+    _wait_for(lambda: states() == [State.RUNNING, State.RUNNING, State.PENDING], "2 running")
+    node = _node()
+    try:
+        proc.run(["scontrol", "update", f"NodeName={node}", "State=DRAIN",
+                  "Reason=fcgtainer test: drained under a running task"])  # fmt: skip
+        _wait_for(lambda: states()[:2] == [State.SUCCEEDED] * 2, "the running tasks to end")
+        waiting = monitor.refresh(journal, run)[2]
+        assert waiting.status.state is State.PENDING and "DRAIN" in waiting.status.reason
+        code, out, err = _done(workspace, "status", run.id)
+        assert code == 0, err
+        row = next(line for line in out.splitlines() if "n=2" in line)
+        assert "pending" in row and "DRAIN" in row, out
+    finally:
+        proc.run(["scontrol", "update", f"NodeName={node}", "State=RESUME"])
+    assert _wait_terminal(journal, run.id) == [State.SUCCEEDED] * 3
+    for i in range(3):
+        assert attempts(run.run_dir, i) == 1, f"task {i} ran {attempts(run.run_dir, i)} times"
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A fresh directory on the testbed's small filesystem (a 4 MiB tmpfs), removed after."""
+    base = os.environ.get("FCG_TESTBED_SMALL_DISK", "")
+    if not base or not os.path.ismount(base):
+        pytest.fail(
+            f"no small filesystem at FCG_TESTBED_SMALL_DISK={base!r} (testbed up mounts it)"
+        )
+    fs = os.statvfs(base)
+    assert fs.f_blocks * fs.f_frsize <= 64 << 20, f"{base} is no small filesystem: not filling it"
+    left = sorted(os.listdir(base))
+    assert fs.f_bavail * 4 >= fs.f_blocks * 3, f"{base} is already in use (left over: {left})"
+    path = Path(base) / f"faults-{os.getpid()}-{time.monotonic_ns()}"
+    path.mkdir()
+    yield path
+    shutil.rmtree(path)
+
+
+def _fill(path: Path, leave: int = 0) -> None:
+    """Write ``path`` until the filesystem has at most ``leave`` bytes free (ENOSPC if 0)."""
+    with open(path, "wb") as out:
+        while True:
+            fs = os.statvfs(path)
+            room = fs.f_bavail * fs.f_frsize - leave
+            if room <= 0:
+                return
+            try:
+                out.write(b"\0" * min(room, 1 << 20))
+                out.flush()
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+                return
+
+
+def _queued(run_id: str) -> str:
+    """What squeue has of a run's jobs (their comment names the run)."""
+    out = proc.run(["squeue", "-h", "--me", "--format=%i %k"]).stdout
+    return "".join(line for line in out.splitlines(keepends=True) if run_id in line)
+
+
+def test_runs_dir_full_at_submit_is_one_error_then_the_same_submit_runs_each_task_once(
+    workspace: Path, small_disk: Path
+) -> None:
+    ballast = small_disk / "ballast"
+    _fill(ballast)
+    job = _job(workspace, "fault-full", "hello", 2)
+    submit = ("submit", str(job), "--site", str(_site(workspace, small_disk / "runs")))
+    code, out, err = _done(workspace, *submit)
+    assert code != 0, out
+    error = err.strip().splitlines()
+    assert len([line for line in error if line.startswith("error:")]) == 1, err
+    assert str(small_disk / "runs") in err and "No space left on device" in err, err
+    assert "run the same `fcgtainer submit` again" in err, err
+    run = Journal().runs()[0]
+    assert not _queued(run.id), _queued(run.id)
+    ballast.unlink()
+    code, out, err = _done(workspace, *submit)
+    assert code == 0, err
+    assert run.id[:8] in out, out  # the same run, resumed
+    assert _wait_terminal(Journal(), run.id) == [State.SUCCEEDED] * 2
+    assert [attempts(run.run_dir, i) for i in range(2)] == [1, 1]
+
+
+def test_task_filling_the_disk_fails_saying_so_and_resubmit_reruns_it(
+    workspace: Path, small_disk: Path
+) -> None:
+    _fill(small_disk / "ballast", leave=3 << 19)  # room for the run directory, not for 2 MiB
+    job = _job(workspace, "fault-fill", "fill", 1)
+    site = _site(workspace, small_disk / "runs")
+    code, _, err = _done(workspace, "submit", str(job), "--site", str(site), "--set", "mib=2")
+    assert code == 0, err
+    journal = Journal()
+    run = journal.runs()[0]
+    assert _wait_terminal(journal, run.id) == [State.FAILED]
+    code, out, err = _done(workspace, "status", run.id)
+    assert code == 0, err
+    assert "No space left on device" in out and "fcgtainer resubmit" in out, out
+    code, out, err = _done(workspace, "logs", run.id)
+    assert code == 0 and "No space left on device" in out, out + err
+    (small_disk / "ballast").unlink()
+    code, out, err = _done(workspace, "resubmit", run.id)
+    assert code == 0 and "resubmitted 1 task(s)" in out, out + err
+    assert _wait_terminal(journal, run.id) == [State.SUCCEEDED]
+    assert attempts(run.run_dir, 0) == 2

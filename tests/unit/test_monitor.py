@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from fcgtainer.runs.monitor import merge
+from fcgtainer.runs.monitor import merge, out_of_space
 from fcgtainer.states import State, TaskStatus, summarise
 
 pytestmark = pytest.mark.unit
@@ -52,3 +54,17 @@ def test_removed_by_the_pool_after_a_checkpoint_is_resumable_not_cancelled() -> 
     status = merge(removed, 85, cancelled=False, overdue=False)
     assert status.state is State.FAILED and "resubmit" in status.reason
     assert merge(removed, 85, cancelled=True, overdue=False).state is State.CANCELLED
+
+
+def test_a_task_that_ended_on_a_full_disk_says_so_and_how_to_go_on(tmp_path: Path) -> None:
+    """The wrapper's ``no_space`` note (it needed its reserved room to record the attempt)."""
+    failed = merge(None, 1, cancelled=False, overdue=False)
+    (tmp_path / "tasks" / "0").mkdir(parents=True)
+    assert out_of_space(tmp_path, 0, failed) == failed  # no note: the reason stays
+    (tmp_path / "tasks" / "0" / "no_space").write_text("No space left on device\n")
+    status = out_of_space(tmp_path, 0, failed)
+    assert status.state is State.FAILED and status.exit_code == 1
+    assert status.reason == (
+        "exit code 1; the run directory was full when it ended (No space left on device): "
+        "free space there, then `fcgtainer resubmit`"
+    )
