@@ -196,3 +196,60 @@ def test_cache_on_slurm_no_call_when_unchanged_and_only_affected_tasks_after_a_c
     assert int(total) == 55 + 6
     tasks = journal.tasks(changed.plan.run_id)
     assert [t.status.state for t in tasks] == [State.SUCCEEDED] * 13
+
+
+@pytest.mark.integration
+@pytest.mark.slurm
+def test_bundles_on_slurm_each_task_its_marker_and_log_a_failed_one_rerun_alone(
+    shared_tmp_path: Path,
+) -> None:
+    """make and check in bundles of 3 (2 array tasks each, not 6): task 2 fails inside its
+    bundle while 0 and 1 succeed beside it; every task has its own marker and log; the
+    resubmit reruns make 2, check 8 and sum 12 and nothing else (attempt counts)."""
+    work = shared_tmp_path
+    base = (REPO / "sites" / "testbed-slurm.yaml").read_text()
+    (work / "site.yaml").write_text(base.replace("~/fcgtainer-runs", str(work / "runs")))
+    shutil.copytree(REPO / "jobs" / "hello-campaign", work / "hello-campaign", ignore=CACHE)
+    yaml = work / "hello-campaign" / "job.yaml"
+    text = yaml.read_text().replace("  make: {}", "  make: {bundle: 3}")
+    yaml.write_text(
+        text.replace("    needs: {make: per_task}", "    needs: {make: per_task}\n    bundle: 3")
+    )
+    flag = work / "broken"
+    flag.touch()
+    from fcgtainer.runs import submit as runs
+
+    plan = runs.plan_run(
+        str(work / "hello-campaign"),
+        str(work / "site.yaml"),
+        ["fail_step=make", "fail_task=2", f"fail_if={flag}"],
+    )
+    journal = Journal()
+    RUNS.append(plan.run_id)
+    done = runs.submit(plan, journal)
+    ids = {t.index: t.backend_id for t in journal.tasks(plan.run_id)}
+    assert ids[0] == ids[1] == ids[2] != ids[3] == ids[4] == ids[5]  # make: 2 array tasks
+    assert len(set(ids.values())) == 2 + 2 + 1, done
+    wait_markers(plan.run_dir, [12])
+    tasks = monitor.refresh(journal, journal.run(plan.run_id))
+    states = {t.index: t.status.state for t in tasks}
+    assert states[2] is State.FAILED and read_marker(plan.run_dir, 2) == 3
+    assert states[8] is State.UPSTREAM_FAILED and states[12] is State.UPSTREAM_FAILED
+    ok = [i for i in range(12) if i not in (2, 8)]
+    assert [states[i] for i in ok] == [State.SUCCEEDED] * len(ok)
+    for i in range(13):  # each its own marker and log, whatever its bundle did
+        log = (plan.run_dir / "tasks" / str(i) / "task.log").read_text()
+        assert f"task {i} attempt 1" in log and read_marker(plan.run_dir, i) is not None
+
+    flag.unlink()
+    assert control.resubmit(journal, journal.run(plan.run_id)) == 3
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        tasks = monitor.refresh(journal, journal.run(plan.run_id))
+        if all(t.status.state.terminal for t in tasks) and read_marker(plan.run_dir, 12) == 0:
+            break
+        assert time.monotonic() < deadline, monitor.step_counts(journal.run(plan.run_id), tasks)
+        time.sleep(2)
+    assert [t.status.state for t in tasks] == [State.SUCCEEDED] * 13
+    assert [attempts(plan.run_dir, i) for i in ok] == [1] * len(ok)  # none ran again
+    assert attempts(plan.run_dir, 2) == 2
