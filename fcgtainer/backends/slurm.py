@@ -283,7 +283,7 @@ def describe_sbatch(plan: Plan, size: int | None = None, python: str = sys.execu
 
 
 def waiting_note(limits: Limits, free: int, total: int) -> str:
-    """Why only ``free`` of ``total`` tasks went now, naming the limits."""
+    """Why only ``free`` of ``total`` tasks went now (room for that many), naming the limits."""
     submit = (
         f", MaxSubmitJobs {limits.max_submit_jobs:,}" if limits.max_submit_jobs is not None else ""
     )
@@ -421,10 +421,17 @@ class SlurmBackend(Backend):
         order = [i for step in plan.step_plans() for i in step.indices if i in chosen]
         limits = self.limits()
         free = room(limits, query_usage(self.site, self._run))
-        now, later = fit(order, free)
+        bundled = {
+            i: (step.name, step.plan.bundle)
+            for step in plan.step_plans()
+            if step.plan.bundle > 1
+            for i in step.indices
+            if i in chosen
+        }
+        now, later = fit(order, free, bundled)
         self.note = ""
         if later:
-            self.note = waiting_note(limits, free, len(order))
+            self.note = waiting_note(limits, len(now), len(order))
         out: dict[int, str] = {}
         jobs: dict[str, str] = {}
         for k, array in enumerate(plan_arrays(plan, now, limits.array_size, queued)):

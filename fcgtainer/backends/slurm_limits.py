@@ -230,9 +230,27 @@ def chunks(local: Iterable[int], size: int) -> list[Chunk]:
     return [Chunk(k * size, tuple(v)) for k, v in sorted(out.items())]
 
 
-def fit(ordered: Sequence[int], free: int) -> tuple[list[int], list[int]]:
-    """The first ``free`` tasks go now, the rest waits for room (order kept)."""
-    return list(ordered[:free]), list(ordered[free:])
+def fit(
+    ordered: Sequence[int], free: int, bundled: Mapping[int, tuple[str, int]] | None = None
+) -> tuple[list[int], list[int]]:
+    """The first tasks that ``free`` jobs hold go now, the rest waits for room (order kept).
+
+    ``bundled``: the step and bundle size of each task of a bundled step (``bundle: N``):
+    N of its tasks take one job, as :func:`plan_arrays` bundles them (in run order).
+    """
+    if not bundled:
+        return list(ordered[:free]), list(ordered[free:])
+    jobs = taken = held = 0  # held: tasks in the current job
+    step = None
+    for task in ordered:
+        name, size = bundled.get(task, ("", 1))
+        if held == 0 or held >= size or name != step:
+            if jobs == free:
+                break
+            jobs, held, step = jobs + 1, 0, name
+        held += 1
+        taken += 1
+    return list(ordered[:taken]), list(ordered[taken:])
 
 
 @dataclass(frozen=True)

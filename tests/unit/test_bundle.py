@@ -47,9 +47,10 @@ def _option(argv: Sequence[str], name: str) -> str | None:
 class Fake:
     """sbatch prints 1000, 1001...; scontrol allows arrays of 101; the rest answers nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_job_count: int = 10_000) -> None:
         self.calls: list[tuple[list[str], str | None]] = []
         self.next_job = 1000
+        self.config = f"MaxArraySize = 101\nMaxJobCount = {max_job_count}\n"
 
     def __call__(self, argv: Sequence[str], **kwargs: Any) -> proc.Completed:
         self.calls.append((list(argv), kwargs.get("stdin")))
@@ -57,7 +58,7 @@ class Fake:
             self.next_job += 1
             return proc.Completed(tuple(argv), 0, f"{self.next_job - 1}\n", "")
         if argv[0] == "scontrol":
-            return proc.Completed(tuple(argv), 0, "MaxArraySize = 101\nMaxJobCount = 10000\n", "")
+            return proc.Completed(tuple(argv), 0, self.config, "")
         return proc.Completed(tuple(argv), 0, "", "")
 
 
@@ -91,6 +92,15 @@ def test_300_tasks_by_25_are_12_array_tasks_each_task_once(tmp_path: Path) -> No
 
     found = SlurmBackend(plan.site, runner=squeue).find(plan)
     assert found == dict.fromkeys(range(25, 50), "1000_25")
+
+
+def test_the_room_counts_jobs_a_bundle_is_one(tmp_path: Path) -> None:
+    """MaxJobCount 6, nothing queued: room for 5 jobs, so 5 bundles of 25 go, 175 wait."""
+    plan = _plan(tmp_path, 300)
+    plan.run_dir.mkdir(parents=True)
+    backend = SlurmBackend(plan.site, runner=Fake(max_job_count=6))
+    ids = backend.submit(plan)
+    assert sorted(ids) == list(range(125)) and "125 of 300" in backend.note
 
 
 def test_the_dry_run_writes_the_bundles_before_each_sbatch(tmp_path: Path) -> None:
