@@ -12,7 +12,7 @@ Run it inside the testbed as the ordinary user, with an image that has python3 (
 image the integration tests build will do)::
 
     tests/testbed/testbed exec --user -- ~/venv/bin/python /work/main/benchmarks/bundle_bench.py \
-        --image /var/cache/fcgtainer-testbed/images/debian-smoke-*.sif \
+        --image /var/cache/fcgtainer-tests/images/standalone-debian-HASH.sif \
         --snakemake ~/snake/bin/snakemake [--json out.json]
 
 The queue is emptied (``scancel --me``) before and after every measurement.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,10 +52,10 @@ def site_file(work: Path) -> Path:
 
 
 def job_file(work: Path, bundle: int) -> Path:
-    """300 hello tasks (print the spec, write a file), ``bundle`` a SLURM array task."""
-    path = work / f"hello-{bundle}" / "job.yaml"
+    """300 hello tasks (print the spec, write a file), ``bundle`` to a SLURM array task."""
+    # a job directory named hello: the task runs the hello payload baked into the image
+    path = work / f"b{bundle}" / "hello" / "job.yaml"
     path.parent.mkdir(parents=True)
-    shutil.copytree(REPO / "jobs" / "hello" / "hello", path.parent / "hello")
     path.write_text(
         textwrap.dedent(f"""\
         name: hello-b{bundle}
@@ -77,7 +76,7 @@ def fcgtainer(work: Path, image: str, bundle: int) -> dict[str, Any]:
     site, job = site_file(work), job_file(work, bundle)
     start = time.perf_counter()
     out = subprocess.run(
-        [*cli, "submit", str(job), "--site", str(site), "--image", image, "--payload", "checkout"],
+        [*cli, "submit", str(job), "--site", str(site), "--image", image],
         env={**env, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
