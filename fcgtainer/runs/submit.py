@@ -154,9 +154,10 @@ def preflight(plan: Plan) -> None:
         if plan.job.inputs[name].check:
             check_input(plan, name, path)
     if plan.runtime == "apptainer" and (plan.image is None or not Path(plan.image).is_file()):
+        recipe = plan.job.image or "RECIPE"
         raise PreflightError(
             f"{plan.job.source}: image: no image at {plan.image}",
-            f"build it with `fcgtainer build {plan.job.image or ''}` or pass --image",
+            f"check the path, build it with `fcgtainer build {recipe}`, or pass --image",
         )
 
 
