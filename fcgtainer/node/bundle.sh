@@ -7,7 +7,9 @@
 # attempts); a task whose marker is already 0 (the bundle job was requeued) is skipped; a
 # failed task is tried again here up to its `retries` (never a scheduler requeue: that would
 # rerun the whole bundle), and what still fails is rerun alone by `fcgtainer resubmit`.
-# The bundle job itself exits 0: the markers, not its exit code, say how each task ended.
+# The task it runs now is in tasks/LEADER/bundle_now (status shows the tasks after it as
+# pending). The bundle job itself exits 0: the markers, not its exit code, say how each
+# task ended.
 set -u
 run_dir=$1
 leader=$2
@@ -21,9 +23,12 @@ if [ -z "$members" ]; then
 fi
 count() { local n; n=$(wc -l < "$1" 2>/dev/null) || n=0; echo "${n:-0}"; }
 number() { local v; v=$(cat "$1" 2>/dev/null) || v=$2; case $v in '' | *[!0-9]*) v=$2 ;; esac; echo "$v"; }
+mkdir -p "$run_dir/tasks/$leader" 2>/dev/null
 for idx in $members; do
     case $idx in '' | *[!0-9]*) continue ;; esac
     [ "$(cat "$run_dir/tasks/$idx/exit_code" 2>/dev/null)" = 0 ] && continue
+    # which task the bundle runs now: `status` shows the tasks after it as pending
+    printf '%s\n' "$idx" > "$run_dir/tasks/$leader/bundle_now" 2>/dev/null
     tries=0
     while [ "$tries" -le "$(number "$run_dir/tasks/$idx/retries" 0)" ]; do
         tries=$(( tries + 1 ))

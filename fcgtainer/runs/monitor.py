@@ -19,6 +19,7 @@ from fcgtainer.config.site import Site
 from fcgtainer.plan.tasks import Plan
 from fcgtainer.runs.journal import Journal, RunRecord, TaskRecord
 from fcgtainer.runs.rundir import (
+    bundle_queues,
     max_requeues,
     read_markers,
     read_upstream,
@@ -240,6 +241,7 @@ def _merge_run(
     live = [t for t in tasks if not t.status.state.terminal and t.backend_id]
     markers = read_markers(run.run_dir, (t.index for t in live))
     table: dict[int, tasktable.Row] | None = None  # read once, if a dropped task needs it
+    queues: dict[int, int] | None = None  # read once, if a running task may be in a bundle
     cancelled = run.phase == "cancelled"
     grace = lost_grace()
     for task in live:
@@ -264,6 +266,16 @@ def _merge_run(
                 status = TaskStatus(State.FAILED, marker, f"walltime of {limit_s} s exceeded")
             else:
                 status = out_of_space(run.run_dir, task.index, status)
+        if marker is None and status.state is State.RUNNING:
+            # a bundle's task after the one it runs now has not started yet
+            if queues is None:
+                queues = bundle_queues(run.run_dir)
+            if task.index in queues:
+                status = TaskStatus(
+                    State.PENDING,
+                    None,
+                    f"waits its turn in its bundle (task {queues[task.index]} runs)",
+                )
         if marker is None and not cancelled and status.state in NOT_RUN:
             # a campaign task the scheduler dropped (SLURM's aftercorr with
             # --kill-on-invalid-dep) because a task it reads did not succeed

@@ -135,6 +135,23 @@ def waits_on_upstream(
     return bool(found and found.wait)
 
 
+def bundle_queues(run_dir: Path) -> dict[int, int]:
+    """The bundled tasks waiting their turn: each one -> the task its bundle runs now.
+
+    ``node/bundle.sh`` writes the task it is running to ``tasks/<leader>/bundle_now``; the
+    bundle's tasks after that one have not started, whatever the scheduler says of the job.
+    """
+    waiting: dict[int, int] = {}
+    for leader, members in tasktable.read_bundles(run_dir).items():
+        try:
+            now = int(Path(f"{run_dir}/tasks/{leader}/bundle_now").read_text())
+        except (OSError, ValueError):
+            continue
+        if now in members:
+            waiting.update(dict.fromkeys(members[members.index(now) + 1 :], now))
+    return waiting
+
+
 # CERN HTCondor's JobFlavour: the runtime each one grants, in seconds
 JOB_FLAVOURS = {
     "espresso": 20 * 60,

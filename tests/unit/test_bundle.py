@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ from fcgtainer.config.job import Job
 from fcgtainer.config.site import Site
 from fcgtainer.errors import ConfigError
 from fcgtainer.plan.tasks import Plan, make_plan
+from fcgtainer.runs.journal import RunRecord, TaskRecord
+from fcgtainer.runs.monitor import _merge_run
+from fcgtainer.runs.rundir import bundle_queues
+from fcgtainer.states import State, TaskStatus
 
 pytestmark = pytest.mark.unit
 RUN = "11111111-2222-3333-4444-555555555555"
@@ -170,3 +175,45 @@ def test_each_task_of_a_bundle_has_its_marker_log_and_retries(tmp_path: Path) ->
                 for i in range(3)]  # fmt: skip
     assert attempts == [1, 3, 1]
     assert (run_dir / "tasks" / "1" / "exit_code").read_text().strip() == "0"
+
+
+def test_status_shows_a_bundles_later_tasks_as_pending_not_running(tmp_path: Path) -> None:
+    """SLURM says the bundle's job runs; of its tasks, only the one it runs now is running."""
+    run_dir = tmp_path / "run"
+    node.install(run_dir)
+    gate = tmp_path / "go"
+    for i in range(3):
+        tdir = run_dir / "tasks" / str(i)
+        tdir.mkdir(parents=True)
+        wait = f"while [ ! -e {gate} ]; do sleep 0.05; done" if i == 1 else "true"
+        (tdir / "argv").write_bytes(f"sh\0-c\0{wait}\0".encode())
+    (run_dir / "bundles.txt").write_text("0 1 2\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "7"}
+    bundle = subprocess.Popen(
+        ["/bin/bash", str(run_dir / "node" / "bundle.sh"), str(run_dir), "0"], env=env
+    )
+    try:
+        now = run_dir / "tasks" / "0" / "bundle_now"
+        for _ in range(200):  # task 1 is running once the bundle names it
+            if now.exists() and now.read_text().strip() == "1":
+                break
+            bundle.poll()
+            assert bundle.returncode is None, "the bundle ended before task 1 ran"
+            time.sleep(0.05)
+        assert bundle_queues(run_dir) == {2: 1}
+        run = RunRecord("r" * 32, "short", "s", "slurm", run_dir, 0.0, "submitted", "k", {})
+        tasks = [
+            TaskRecord("r", i, str(i), "7_0", TaskStatus(State.PENDING), 0.0) for i in range(3)
+        ]
+        updates = _merge_run(run, tasks, {"7_0": TaskStatus(State.RUNNING)}, time.time())
+        assert updates[0].state is State.SUCCEEDED
+        assert updates[1].state is State.RUNNING
+        assert updates[2].state is State.PENDING
+        assert updates[2].reason == "waits its turn in its bundle (task 1 runs)"
+    finally:
+        gate.touch()
+        bundle.wait(timeout=30)
+    assert [(run_dir / "tasks" / str(i) / "exit_code").read_text() for i in range(3)] == ["0\n"] * 3
+    assert bundle_queues(run_dir) == {}  # the last task ran: nothing waits
