@@ -87,6 +87,11 @@ def _job(workspace: Path, name: str, command: str, tasks: int, extra: str = "") 
     return path
 
 
+def _foreground() -> None:
+    """SIGINT as at a terminal: a test started in the background inherits it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(workspace: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "250"}  # rich: no wrapped reasons
     return subprocess.Popen(
@@ -95,6 +100,7 @@ def _cli(workspace: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_foreground,
     )
 
 
