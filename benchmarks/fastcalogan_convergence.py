@@ -95,6 +95,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": time.perf_counter() - t0,
             "mean_ratio": [p.gan_mean / p.ref_mean for p in ev.points],
             "width_ratio": [p.gan_std / max(p.ref_std, 1e-12) for p in ev.points],
+            "chi2_ndf_per_point": [p.chi2 / max(p.ndf, 1) for p in ev.points],
+            "ref_width_per_mean": [p.ref_std / max(p.ref_mean, 1e-12) for p in ev.points],
         }
         rows.append(row)
         print(

@@ -53,7 +53,13 @@ class HParams:
     activation : str
         Generator activation, ``relu`` or ``swish`` (the output layer included).
     batch_norm : bool
-        Batch normalisation before every generator activation.
+        Batch normalisation before every generator activation, as the published training
+        runs it: its Keras layers are called without ``training=True``, so they normalise
+        with their moving statistics, which then never update (mean 0, variance 1). Each
+        unit is scaled by ``gamma / sqrt(1 + 1e-3)`` and shifted by ``beta``, both learned.
+    batch_statistics : bool
+        With ``batch_norm``: normalise with each batch's own mean and variance instead
+        (moving averages kept for inference), as batch normalisation is usually meant.
     lr_generator, lr_critic : float
         Adam learning rates.
     beta1, beta2 : float
@@ -80,6 +86,7 @@ class HParams:
     critic: tuple[int, ...] = (0, 0, 0)
     activation: str = "relu"
     batch_norm: bool = False
+    batch_statistics: bool = False
     lr_generator: float = 1e-4
     lr_critic: float = 1e-4
     beta1: float = 0.55
@@ -99,8 +106,19 @@ class HParams:
         """A JSON-ready dict (tuples as lists) for checkpoints and exports."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    @property
+    def batch_dependent(self) -> bool:
+        """A generated shower depends on the rest of its batch (batch statistics)."""
+        return self.batch_norm and self.batch_statistics
+
     def mismatches(self, recorded: Mapping[str, Any]) -> list[str]:
-        """``name: recorded -> this`` for every field that differs from ``recorded``."""
+        """``name: recorded -> this`` for every field that differs from ``recorded``.
+
+        A record without ``batch_statistics`` normalised with batch statistics whenever
+        its ``batch_norm`` was on.
+        """
+        if "batch_statistics" not in recorded:
+            recorded = {**recorded, "batch_statistics": bool(recorded.get("batch_norm"))}
         mine = self.as_json()
         return [
             f"{k}: checkpoint {recorded.get(k)!r}, this task {v!r}"
@@ -181,7 +199,7 @@ def updated(base: HParams, values: Mapping[str, Any]) -> HParams:
             out[key] = _choice(value, key, VOXEL_NORMALISATIONS)
         elif key == "output_init":
             out[key] = _choice(value, key, OUTPUT_INITS)
-        elif key == "batch_norm":
+        elif key in ("batch_norm", "batch_statistics"):
             if not isinstance(value, bool):
                 raise ValueError(f"{key}: expected true or false, got {value!r}")
             out[key] = value

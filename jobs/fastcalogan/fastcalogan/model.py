@@ -3,8 +3,10 @@
 The architecture comes from :class:`fastcalogan.hparams.HParams` (published defaults):
 
 - generator: ``[noise(latent), label(1)] -> hidden widths -> N_voxels``, each layer
-  ``act(BN(x W + b))`` with act ReLU or swish and optional batch normalisation
-  (:func:`generate`, the one forward pass used by training, evaluation and export);
+  ``act(BN(x W + b))`` with act ReLU or swish and optional batch normalisation, by
+  default as the published training runs it (fixed statistics: a learned per-unit scale
+  and shift; ``HParams.batch_norm``) (:func:`generate`, the one forward pass used by
+  training, evaluation and export);
 - critic: ``[voxels(N), label(1)] -> hidden widths (N, N, N) -> 1``, ReLU hidden layers,
   linear output (:func:`critic`);
 - He-uniform initial weights, zero biases; noise ~ N(0.5, 0.5).
@@ -204,9 +206,10 @@ def generate(
     compute : tf.DType
         Precision of the matrix-product operands (see :func:`_mm`).
     moments : dict, optional
-        Training mode: batch normalisation uses the batch's mean and variance and stores
-        them here (``g_mean{i}``, ``g_var{i}``) for the moving averages. Without it
-        (inference) the moving averages are used.
+        Training mode. With ``hp.batch_statistics``, batch normalisation uses the batch's
+        mean and variance and stores them here (``g_mean{i}``, ``g_var{i}``) for the
+        moving averages. Otherwise (and in inference) it uses the moving statistics,
+        which then stay at their start: the published training's behaviour.
 
     Returns
     -------
@@ -217,7 +220,7 @@ def generate(
     for i in range(len(hp.generator) + 1):
         h = _bias_add(_mm(h, params[f"g_w{i}"], compute), params[f"g_b{i}"])
         if hp.batch_norm:
-            if moments is not None:
+            if moments is not None and hp.batch_statistics:
                 mean, var = tf.nn.moments(h, axes=[-2], keepdims=True)
                 moments[f"g_mean{i}"], moments[f"g_var{i}"] = mean, var
             else:

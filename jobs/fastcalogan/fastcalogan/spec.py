@@ -30,9 +30,9 @@ fast_critic        auto       closed-form critic gradient: auto (where it applie
 
 GAN hyperparameters (``hparams.HParams``; unset: the published value for the particle):
 latent_dim, generator (hidden widths, e.g. ``50:100:200``), critic (hidden widths, ``N`` for
-the voxel count, e.g. ``N:N:N``), activation (relu | swish), batch_norm, lr_generator,
-lr_critic, beta1, beta2, gp_lambda, critic_steps, batch_size, label (logE | maxE),
-voxel_normalisation (normE | midE | logE).
+the voxel count, e.g. ``N:N:N``), activation (relu | swish), batch_norm, batch_statistics,
+lr_generator, lr_critic, beta1, beta2, gp_lambda, critic_steps, batch_size, label (logE |
+maxE), voxel_normalisation (normE | midE | logE).
 
 =================  =========  ==============================================================
 name               default    meaning

@@ -206,15 +206,15 @@ class WganTrainer:
         g_names, d_names = model.generator_names(hp), model.critic_names(hp)
         critic_gradients = model.critic_gradients if self.fast else model.reference_critic_gradients
         g_params = {n: self.params[n].read_value() for n in self.params if n.startswith("g_")}
-        # The generator is fixed during the critic steps. Without batch normalisation its
-        # rows are independent, so one pass makes all the fake batches; with it, each
-        # batch is normalised by its own statistics, as a step of its own would be.
-        if not hp.batch_norm:
+        # The generator is fixed during the critic steps. Unless it normalises by batch
+        # statistics its rows are independent, so one pass makes all the fake batches;
+        # with them, each batch is normalised by its own, as a step of its own would be.
+        if not hp.batch_dependent:
             fake = model.generate(g_params, noise, label, hp, self.compute)
         metrics: dict[str, tf.Tensor] = {}
         for s in range(hp.critic_steps):
             rows = slice(s * b, (s + 1) * b)
-            if hp.batch_norm:
+            if hp.batch_dependent:
                 batch = model.generate(
                     g_params, noise[..., rows, :], label[..., rows, :], hp, self.compute, {}
                 )

@@ -124,8 +124,12 @@ def _cfg_trainer(hp: Any, fast_critic: str) -> Any:
 
 @pytest.mark.parametrize(
     "generator",
-    [{}, {"activation": "swish", "batch_norm": True, "output_init": "he"}],
-    ids=["job.yaml", "published e/gamma"],
+    [
+        {},
+        {"activation": "swish", "batch_norm": True, "output_init": "he"},
+        {"activation": "swish", "batch_norm": True, "batch_statistics": True, "output_init": "he"},
+    ],
+    ids=["job.yaml", "published e/gamma", "batch statistics"],
 )
 def test_fast_and_reference_training_agree(tmp_path: Path, generator: dict[str, Any]) -> None:
     """Five iterations with the closed form and with the reference give the same weights
@@ -149,6 +153,60 @@ def test_fast_and_reference_training_agree(tmp_path: Path, generator: dict[str, 
             # 3%: batch norm's variance and Adam's tiny second moments amplify float
             # round-off, 1.2% seen on TensorFlow 2.12; a wrong gradient is 100% apart)
             assert apart <= 3e-2 * moved + 1e-5, (name, apart, moved)
+
+
+@pytest.mark.parametrize("batch_statistics", [False, True])
+def test_published_batch_norm_is_a_learned_scale_and_shift(batch_statistics: bool) -> None:
+    """As the published training runs it, batch normalisation uses its moving statistics
+    (mean 0, variance 1), which training leaves alone: each shower is generated alone, as
+    act(gamma * (x W + b) / sqrt(1 + eps) + beta). With batch statistics a shower depends
+    on its batch and training moves the moving averages."""
+    import tensorflow as tf
+    from fastcalogan import model
+    from fastcalogan.hparams import HParams
+
+    hp = HParams(activation="swish", batch_norm=True, batch_statistics=batch_statistics)
+    rng = np.random.default_rng(3)
+    params = model.initial_parameters(hp, 12, seed=5)
+    for i in range(len(hp.generator) + 1):
+        params[f"g_gamma{i}"] = rng.uniform(0.5, 2.0, params[f"g_gamma{i}"].shape).astype(
+            np.float32
+        )
+        params[f"g_beta{i}"] = rng.normal(0, 0.3, params[f"g_beta{i}"].shape).astype(np.float32)
+    tensors = {k: tf.constant(v) for k, v in params.items()}
+    noise = tf.constant(rng.normal(0.5, 0.5, (8, hp.latent_dim)).astype(np.float32))
+    label = tf.constant(rng.uniform(0, 1, (8, 1)).astype(np.float32))
+    batch = model.generate(tensors, noise, label, hp, moments={}).numpy()
+    alone = model.generate(tensors, noise[:1], label[:1], hp, moments={}).numpy()
+    h = np.concatenate([noise.numpy(), label.numpy()], axis=1)
+    for i in range(len(hp.generator) + 1):
+        h = h @ params[f"g_w{i}"] + params[f"g_b{i}"]
+        h = params[f"g_gamma{i}"] * h / np.sqrt(1.0 + model.BN_EPSILON) + params[f"g_beta{i}"]
+        h = h / (1.0 + np.exp(-h))
+    if batch_statistics:
+        assert np.abs(alone[0] - batch[0]).max() > 1e-2
+    else:
+        np.testing.assert_allclose(alone[0], batch[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(batch, h, rtol=1e-4, atol=1e-5)
+
+    trainer = _cfg_trainer(hp, "auto")
+    trainer.train(3)
+    moved = np.abs(trainer.params["g_mean0"].numpy()).max()
+    assert (moved > 0) == batch_statistics, moved
+
+
+def test_a_record_without_batch_statistics_resumes_only_as_it_trained() -> None:
+    """Checkpoints written before ``batch_statistics`` existed normalised by batch
+    statistics whenever ``batch_norm`` was on: resuming them otherwise is a mismatch."""
+    from fastcalogan.hparams import HParams
+
+    for hp, expected in (
+        (HParams(batch_norm=True), ["batch_statistics: checkpoint True, this task False"]),
+        (HParams(batch_norm=True, batch_statistics=True), []),
+        (HParams(), []),
+    ):
+        record = {k: v for k, v in hp.as_json().items() if k != "batch_statistics"}
+        assert hp.mismatches(record) == expected
 
 
 def test_bfloat16_gradients_err_far_less_than_batch_noise() -> None:
