@@ -7,6 +7,11 @@ own figure of merit (``fastcalogan.evaluate``). Besides chi2/ndf, the mean and w
 generated total over the reference's, per energy point, show progress where chi2/ndf
 saturates. The floor is the same chi2/ndf between two independent synthetic samples.
 
+A GAN's figure moves from checkpoint to checkpoint, so the payload keeps the best one. Each
+row also gives what that selection delivers: checkpoints every ``--select-every``
+iterations are scored on a third sample, and the best of them up to the row's iteration is
+scored on the test sample (``selected_chi2_ndf``, ``selected_iteration``).
+
     python benchmarks/fastcalogan_convergence.py --particle photon --out photon.json \\
         [--iterations 0,500,1000,2000,5000,10000,20000] [--set activation=swish ...]
     python benchmarks/fastcalogan_convergence.py --plot photon.json pion.json --png curve.png
@@ -26,6 +31,9 @@ from typing import Any
 import numpy as np
 
 DEFAULT_ITERATIONS = "0,500,1000,2000,5000,10000,20000"
+#: training showers, the test sample (every figure), the selection sample (choosing the best
+#: checkpoint, as the payload's selection does on its held-out showers)
+SAMPLES = ("train", "test", "select")
 
 
 def _value(text: str) -> Any:
@@ -54,11 +62,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         hparams.PUBLISHED_PER_PARTICLE[part.name], {k: _value(v) for k, v in overrides.items()}
     )
     work = Path(args.work)
-    train_root, test_root = work / f"train-seed{args.seed}", work / f"test-seed{args.seed + 1}"
-    for root, seed in ((train_root, args.seed), (test_root, args.seed + 1)):
-        synthetic.write_dataset(root, part, [args.eta_slice], args.events, seed)
-    train_set = read_csv_slice(train_root, part, args.eta_slice)
-    test_set = read_csv_slice(test_root, part, args.eta_slice)
+    roots = {name: work / f"{name}-seed{args.seed + k}" for k, name in enumerate(SAMPLES)}
+    for k, root in enumerate(roots.values()):
+        synthetic.write_dataset(root, part, [args.eta_slice], args.events, args.seed + k)
+    train_set, test_set, select_set = (
+        read_csv_slice(roots[name], part, args.eta_slice) for name in SAMPLES
+    )
     # The floor: the same statistic between two independent synthetic samples.
     floor_chi2 = floor_ndf = 0.0
     for a, b in zip(train_set.showers, test_set.showers, strict=True):
@@ -83,13 +92,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rows": rows,
     }
     done, t0 = 0, time.perf_counter()
+    best: tuple[float, int, Any] = (float("inf"), 0, None)
     for it in points:
-        if it > done:
-            trainer.train(it - done)
-            done = it
+        # the payload's selection: a checkpoint every --select-every iterations, scored on
+        # the selection sample; the best so far is then scored on the test sample
+        while done < it:
+            step = min(it - done, args.select_every - done % args.select_every)
+            trainer.train(step)
+            done += step
+            if done % args.select_every == 0 or done == it:
+                params = trainer.generator_parameters()
+                score = evaluate(params, hp, select_set, args.events).chi2_ndf
+                if score < best[0]:
+                    best = (score, done, params)
         params = trainer.generator_parameters()
+        if it == 0:
+            best = (evaluate(params, hp, select_set, args.events).chi2_ndf, 0, params)
+        chosen = evaluate(best[2], hp, test_set, args.events)
         ev = evaluate(params, hp, test_set, args.events)
         row = {
+            "selected_chi2_ndf": chosen.chi2_ndf,
+            "selected_iteration": best[1],
             "iteration": it,
             "chi2_ndf": ev.chi2_ndf,
             "seconds": time.perf_counter() - t0,
@@ -100,7 +123,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         rows.append(row)
         print(
-            f"{part.name} it {it}: chi2/ndf {ev.chi2_ndf:.2f}  mean/ref "
+            f"{part.name} it {it}: chi2/ndf {ev.chi2_ndf:.2f}  selected {chosen.chi2_ndf:.2f} "
+            f"(it {best[1]})  mean/ref "
             f"{min(row['mean_ratio']):.3f}..{max(row['mean_ratio']):.3f}  width/ref "
             f"{min(row['width_ratio']):.2f}..{max(row['width_ratio']):.2f}  "
             f"({row['seconds']:.0f} s)",
@@ -124,6 +148,14 @@ def plot(paths: list[Path], png: Path) -> None:
         its = [max(r["iteration"], 1) for r in rec["rows"]]
         label = f"{rec['particle']} ({rec['hparams']['activation']}, {rec['hparams']['label']})"
         ax.plot(its, [r["chi2_ndf"] for r in rec["rows"]], "o-", color=colour, label=label)
+        if "selected_chi2_ndf" in rec["rows"][0]:
+            ax.plot(
+                its,
+                [r["selected_chi2_ndf"] for r in rec["rows"]],
+                "s:",
+                color=colour,
+                label="best checkpoint so far",
+            )
         ax.axhline(rec["floor_chi2_ndf"], ls="--", color=colour, lw=1, label="floor (2 samples)")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -145,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--iterations", default=DEFAULT_ITERATIONS)
     ap.add_argument("--set", action="append", default=[], help="hyperparameter name=value")
+    ap.add_argument("--select-every", type=int, default=250, help="iterations between checkpoints")
     ap.add_argument("--work", default="/tmp/fastcalogan-convergence")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--plot", type=Path, nargs="*")
