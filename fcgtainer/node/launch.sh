@@ -110,6 +110,19 @@ case $mode in
             joined=$FCG_INSTANCE
         fi ;;
 esac
+# a bundle killed before it could stop its instance (SIGKILL): the next one on the node
+# stops it (its name ends with the bundle's pid, gone)
+if [ "$mode" = start ]; then
+    for stale in "$node"/instance.fcgtainer-*.key; do
+        [ -e "$stale" ] || continue
+        name=${stale#"$node/instance."} && name=${name%.key}
+        case ${name##*-} in '' | *[!0-9]*) continue ;; esac
+        kill -0 "${name##*-}" 2>/dev/null && continue
+        "$apptainer" -q instance stop "$name" >/dev/null 2>&1 || continue
+        echo "fcgtainer: stopped apptainer instance $name, left by a bundle that was killed" >&2
+        rm -rf "$node/instance.$name" "$stale"
+    done
+fi
 if [ "$mode" = stop ]; then
     "$apptainer" -q instance stop "$instance" >/dev/null
     rc=$?

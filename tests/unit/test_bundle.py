@@ -472,3 +472,25 @@ def test_no_instance_is_left_behind_when_the_bundle_is_stopped(tmp_path: Path) -
     assert _calls(fake)[-1].startswith("stop instance ")
     assert not (run_dir / "tasks" / "2" / "attempts").exists(), "a task ran after SIGTERM"
     assert (run_dir / "tasks" / "1" / "exit_code").read_text().strip() != "0"
+
+
+def test_a_killed_bundles_instance_is_stopped_by_the_next_bundle(tmp_path: Path) -> None:
+    """SIGKILL leaves no trap to run: the next bundle on the node stops the instance whose
+    bundle (the pid its name ends with) is gone, and leaves a live bundle's alone."""
+    run_dir, fake, _ = _image_bundle(tmp_path, tasks=1)
+    (fake / "fixed").touch()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    node_dir = tmp_path / "scratch" / f"fcgtainer-{os.getuid()}"
+    node_dir.mkdir(parents=True)
+    for name in (f"fcgtainer-5-{gone.pid}", f"fcgtainer-6-{os.getpid()}"):
+        (node_dir / f"instance.{name}").mkdir()
+        (node_dir / f"instance.{name}.key").write_text("1 2\n")
+        (fake / "instances" / name).write_text(f"{node_dir}/instance.{name}\n")
+    done = _bundle_run(run_dir, fake / "bin")
+    assert f"stopped apptainer instance fcgtainer-5-{gone.pid}" in done.stderr
+    assert sorted(p.name for p in (fake / "instances").iterdir()) == [f"fcgtainer-6-{os.getpid()}"]
+    assert sorted(p.name for p in node_dir.glob("instance.*")) == [
+        f"instance.fcgtainer-6-{os.getpid()}",
+        f"instance.fcgtainer-6-{os.getpid()}.key",
+    ]
