@@ -205,10 +205,31 @@ if [ "$gpus" -gt 0 ] || [ -n "$view" ]; then
     binds+=("$here:$here:ro")
     inner=(/bin/sh "$here/inner.sh" "$gpus" "$view")
 fi
+# empty_but_binds DIR INSIDE: empty DIR, the host side of the container's INSIDE, but for
+# the directories that binds are mounted on (removing one would unmount the bind)
+empty_but_binds() {
+    local entry path target keep
+    for entry in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+        [ -e "$entry" ] || [ -L "$entry" ] || continue
+        path="$2/${entry##*/}" keep=''
+        for target in "${targets[@]}"; do
+            case $target in "$path") keep=mount ;; "$path"/*) keep=${keep:-parent} ;; esac
+        done
+        case $keep in
+            mount) ;;
+            parent) [ -d "$entry" ] && [ ! -L "$entry" ] && empty_but_binds "$entry" "$path" ;;
+            *) rm -rf "$entry" ;;
+        esac
+    done
+}
 if [ -n "$joined" ]; then
     # each task finds the bundle container's /tmp, /var/tmp and home empty, as it would its own
     work="$node/instance.$joined"
-    find "$work/tmp" "$work/var_tmp" "$work/home" -mindepth 1 -delete 2>/dev/null
+    targets=()
+    for bind in "${binds[@]+"${binds[@]}"}"; do target=${bind#*:} && targets+=("${target%%:*}"); done
+    empty_but_binds "$work/tmp" /tmp
+    empty_but_binds "$work/var_tmp" /var/tmp
+    empty_but_binds "$work/home" "$HOME"
 elif [ "$mode" = start ]; then
     [ "${#wrap[@]}" -eq 0 ] || { echo "fcgtainer: no shared container under cvmfsexec" \
         "(${need[*]} not mounted on $(uname -n)): each task starts its own" >&2; exit 3; }

@@ -257,14 +257,15 @@ def test_bundles_on_slurm_each_task_its_marker_and_log_a_failed_one_rerun_alone(
     assert attempts(plan.run_dir, 2) == 2
 
 
-# each task: its container's PID namespace (one per container start), what its /tmp held when
-# it started, its environment; task 4 fails on its first attempt (noting its namespace)
+# each task: its container (PID namespace and its init's start time: one per container start;
+# a namespace's number is reused once it is gone), what its /tmp held when
+# it started (the run directory's bind under /tmp, nothing a task left), its environment; task 4 fails on its first attempt (noting its namespace)
 SHARED_START = """\
 out=$FCGTAINER_OUT
 if [ "$FCGTAINER_TASK" = 4 ] && [ ! -e "$out/first" ]; then
-    readlink /proc/self/ns/pid > "$out/first"; exit 3
+    echo "$(readlink /proc/self/ns/pid) $(cut -d' ' -f22 /proc/1/stat)" > "$out/first"; exit 3
 fi
-readlink /proc/self/ns/pid > "$out/pidns"; ls -A /tmp > "$out/tmp_seen"; touch /tmp/left
+echo "$(readlink /proc/self/ns/pid) $(cut -d' ' -f22 /proc/1/stat)" > "$out/pidns"; ls -A /tmp > "$out/tmp_seen"; touch /tmp/left
 env > "$out/env"
 """
 
@@ -307,12 +308,20 @@ def test_a_bundles_tasks_share_one_container_start_on_slurm(
         pidns[4] = (out / "4" / "first").read_text()
         assert pidns[0] == pidns[1] == pidns[2] != pidns[3] == pidns[4] == pidns[5], pidns
         for i in (0, 1, 2, 3, 5):
-            assert (out / str(i) / "tmp_seen").read_text() == "", i  # its own, empty /tmp
+            seen = (out / str(i) / "tmp_seen").read_text().split()  # its own /tmp
+            assert "left" not in seen, (i, seen)
             env = (out / str(i) / "env").read_text().splitlines()
             assert [kv for kv in env if kv.startswith("FCGTAINER_TASK=")] == [f"FCGTAINER_TASK={i}"]
             log = (plan.run_dir / "tasks" / str(i) / "task.log").read_text()
             assert "in its bundle's container" in log and f"task {i} attempt 1 " in log
         wait_no_instance()
+        tasks = monitor.refresh(journal, journal.run(plan.run_id))
+        deadline = time.monotonic() + DEADLINE_S
+        while not all(t.status.state.terminal for t in tasks):
+            assert time.monotonic() < deadline, "the bundles' jobs did not end"
+            time.sleep(1)
+            tasks = monitor.refresh(journal, journal.run(plan.run_id))
+        assert [t.status.state for t in tasks][3:5] == [State.SUCCEEDED, State.FAILED]
 
         assert control.resubmit(journal, journal.run(plan.run_id)) == 1
         deadline = time.monotonic() + DEADLINE_S

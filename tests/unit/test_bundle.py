@@ -237,6 +237,7 @@ while [ $# -gt 0 ]; do
         --cleanenv | --containall | --no-eval | --nv) shift ;;
         --pwd) pwd_=$2; shift 2 ;;
         --workdir) workdir=$2; shift 2 ;;
+        --bind) binds=$2; shift 2 ;;
         --*) shift 2 ;;
         *) break ;;
     esac
@@ -246,6 +247,11 @@ case $verb in
         [ -e "$log/fail-start" ] && exit 255
         echo "start instance $2" >> "$log/calls"
         printf '%s\\n' "$workdir" > "$log/instances/$2"
+        IFS=, read -r -a each <<< "$binds"
+        for bind in "${each[@]}"; do  # mount points under /tmp, as Apptainer makes them
+            target=${bind#*:} && target=${target%%:*}
+            case $target in /tmp/*) mkdir -p "$workdir$target" && : > "$workdir$target/.bound" ;; esac
+        done
         exit 0 ;;
     "instance stop")
         echo "stop instance $1" >> "$log/calls"
@@ -272,10 +278,10 @@ done
 exec env -i PATH=/usr/bin:/bin "${cleaned[@]}" "$@"
 """
 
-# each task: what its /tmp held when it started (its own, empty), its environment, a file
-# left in /tmp; task 2 fails until LOG/fixed exists
+# each task: what its /tmp held when it started (its own, but for the binds' mount points),
+# its environment, a file left in /tmp; task 2 fails until LOG/fixed exists
 PAYLOAD = (
-    'ls -A "$TMPDIR" > tmp_seen; env > env.$FCGTAINER_ATTEMPT; touch "$TMPDIR/left"; '
+    'find "$TMPDIR" -mindepth 1 > tmp_seen; env > env.$FCGTAINER_ATTEMPT; touch "$TMPDIR/left"; '
     'echo "attempt $FCGTAINER_ATTEMPT"; [ "$FCGTAINER_TASK" != 2 ] || [ -e LOG/fixed ]'
 )
 
@@ -354,7 +360,10 @@ def test_a_bundle_of_image_tasks_starts_its_container_once(tmp_path: Path) -> No
         assert "in its bundle's container" in log
         assert all(f"task {j} attempt" not in log for j in range(4) if j != i)  # its own log
         out = run_dir / "out" / str(i)
-        assert (out / "tmp_seen").read_text() == "", "a task sees another task's /tmp"
+        seen = (out / "tmp_seen").read_text().splitlines()
+        assert not any(p.endswith("/left") for p in seen), "a task sees another task's /tmp"
+        if str(run_dir).startswith("/tmp/"):  # the run directory's bind is still there
+            assert any(p.endswith(f"{run_dir}/.bound") for p in seen), seen
         env = (out / "env.1").read_text().splitlines()
         assert (
             f"FCGTAINER_TASK={i}" in env and sum(k.startswith("FCGTAINER_TASK=") for k in env) == 1
