@@ -57,11 +57,13 @@ start_instance() {
         esac
     done
     launcher=${argv[1]}
-    i="fcgtainer-${SLURM_JOB_ID:-0}-$$"
-    if /bin/bash "$launcher" "${shared[@]}" --mode start --instance "$i"; then
-        instance=$i
-        echo "== fcgtainer: bundle $leader: its tasks share apptainer instance $i on $(hostname)" >&2
+    # named before it starts: a signal meanwhile is handled once it has, and stops it
+    instance="fcgtainer-${SLURM_JOB_ID:-0}-$$"
+    if /bin/bash "$launcher" "${shared[@]}" --mode start --instance "$instance"; then
+        echo "== fcgtainer: bundle $leader: its tasks share apptainer instance $instance" \
+            "on $(hostname)" >&2
     else
+        instance=''
         echo "== fcgtainer: bundle $leader: each task starts its own container" >&2
     fi
 }
