@@ -401,22 +401,30 @@ def test_each_task_starts_its_own_container_where_none_can_be_shared(tmp_path: P
     assert _markers(run_dir, 3) == ["0"] * 3
 
 
-def test_a_task_with_other_options_starts_its_own_container(tmp_path: Path) -> None:
-    """Task 1's launcher options differ (another bind): it alone starts its own container."""
+@pytest.mark.parametrize(
+    ("option", "marker"),
+    [(("--bind", "/srv:/extra:ro"), "0"), (("--gpus", "1"), "86")],  # no GPU here: exit 86
+    ids=["bind", "gpus"],
+)
+def test_a_task_with_other_options_starts_its_own_container(
+    tmp_path: Path, option: tuple[str, str], marker: str
+) -> None:
+    """Task 1's launcher options differ (another bind, GPUs): it alone starts its own
+    container; the others share the bundle's."""
     run_dir, fake, _ = _image_bundle(tmp_path, tasks=3)
     (fake / "fixed").touch()
     argv_path = run_dir / "tasks" / "1" / "argv"
     argv = argv_path.read_bytes().split(b"\0")[:-1]
     at = argv.index(b"--")
-    argv[at:at] = [b"--bind", f"{tmp_path}:/extra:ro".encode()]
+    argv[at:at] = [a.encode() for a in option]
     argv_path.write_bytes(b"".join(a + b"\0" for a in argv))
     assert _bundle_run(run_dir, fake / "bin").returncode == 0
     starts = _starts(fake)
     assert starts[0].startswith("start instance ") and starts[1:] == [
         f"start exec {fake / 'img.sif'}"
-    ]
+    ]  # 86 (no GPU) is not tried again
     assert sum(c.startswith("exec in") for c in _calls(fake)) == 2
-    assert _markers(run_dir, 3) == ["0"] * 3
+    assert _markers(run_dir, 3) == ["0", marker, "0"]
 
 
 def test_under_cvmfsexec_each_task_starts_its_own_container(tmp_path: Path) -> None:
