@@ -3,7 +3,7 @@
 Seconds from the command's start until every task has ended, for
 
 - ``fcgtainer submit`` of 300 ``hello`` tasks in an Apptainer image with ``bundle: 25``
-  (12 array tasks, each running 25 tasks in turn, each task its own container start);
+  (12 array tasks, each running 25 tasks in turn in one container start);
 - the same 300 tasks unbundled (300 array tasks);
 - Snakemake with snakemake-executor-plugin-slurm, 300 jobs of one rule, each
   ``apptainer exec IMAGE touch OUTPUT`` (``--snakemake PATH``; left out without it), one

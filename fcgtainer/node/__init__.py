@@ -13,7 +13,8 @@
 ``upstream.sh`` a campaign task's check of its upstream tasks' markers (exit 88 if one failed)
 ``table.sh``   a task's spec, argv and bounds copied from the run's task table when it starts
 ``report.sh``  a SLURM campaign's last job: the run's report once every task has ended
-``bundle.sh``  the tasks of one bundle (``bundle: N``) in turn, in one scheduler job
+``bundle.sh``  the tasks of one bundle (``bundle: N``) in turn, in one scheduler job and
+               one container start (an Apptainer instance the launcher starts and joins)
 =============  =====================================================================
 
 Python passes values to these scripts as arguments, never as shell text. A run directory

@@ -14,7 +14,17 @@
 #   --env KEY=VALUE, the submitter's (tokens...) from the 0600 --env-file, read by builtins
 #   and exported in a cleared subshell, so that no value is ever on a command line;
 #   then apptainer exec --cleanenv --containall --no-eval.
-# Options (each takes one value): --mode exec|shell --apptainer PATH --image PATH
+# A bundle (node/bundle.sh) shares one container start among its tasks:
+# - --mode start --instance NAME: the checks above, then `apptainer instance start` with the
+#   binds, scratch and GPUs of these options (no task's environment), its --workdir
+#   SCRATCH/fcgtainer-UID/instance.NAME; exit 3 when it cannot be shared (under cvmfsexec);
+# - --mode stop --instance NAME: `apptainer instance stop`, the workdir removed;
+# - --mode exec with FCG_INSTANCE=NAME in the environment: when instance NAME was started
+#   with the same options (its key, all but --env, --env-file and --mode), the task runs in
+#   it with `apptainer exec ... instance://NAME` and its own environment and --pwd, after
+#   the instance's /tmp, /var/tmp and home are emptied; otherwise as above.
+# Options (each takes one value): --mode exec|shell|start|stop --instance NAME
+#   --apptainer PATH --image PATH
 #   --unpack auto|always|never --scratch TEMPLATE --gpus N --cvmfsexec PATH
 #   --cvmfs-cache TEMPLATE --probe-timeout S --smoke-timeout S --cvmfs-root DIR --home DIR
 #   --lcg-view VIEW --repo REPO... --repo-host REPO... --repo-cvmfsexec REPO...
@@ -27,11 +37,16 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
 
 mode=exec apptainer=apptainer image='' unpack=auto scratch='' gpus=0 cvmfsexec=cvmfsexec
-cache='' timeout=5 smoke=120 root=/cvmfs home=/ view='' envfile=''
-repos=() hosts=() binds=() envs=() need=()
+cache='' timeout=5 smoke=120 root=/cvmfs home=/ view='' envfile='' instance=''
+repos=() hosts=() binds=() envs=() need=() shared=()
 while [ $# -gt 0 ]; do
     case $1 in
+        --mode | --env | --env-file | --instance | --) ;;
+        *) shared+=("$1" "${2-}") ;;  # what a task shares with its bundle's container
+    esac
+    case $1 in
         --) shift; break ;;
+        --instance) instance=$2 ;;
         --mode) mode=$2 ;; --apptainer) apptainer=$2 ;; --image) image=$2 ;;
         --unpack) unpack=$2 ;; --scratch) scratch=$2 ;; --gpus) gpus=$2 ;;
         --cvmfsexec) cvmfsexec=$2 ;; --cvmfs-cache) cache=$2 ;; --probe-timeout) timeout=$2 ;;
@@ -82,6 +97,39 @@ fi
 node="$scratch/fcgtainer-$UID"
 [ -d "$node" ] || mkdir -p "$node" || fcg_die "$FCG_EXIT_CONFIG" "scratch: cannot create $node"
 
+# a bundle's container (apptainer instance): its key says which options it was started with
+shared_key=$(printf '%s\0' "${shared[@]+"${shared[@]}"}" | cksum)
+named() { case $1 in '' | *[!A-Za-z0-9_.-]*) return 1 ;; esac; }
+joined=
+case $mode in
+    start | stop)
+        named "$instance" || fcg_die "$FCG_EXIT_CONFIG" "launcher: bad instance name '$instance'" ;;
+    exec)
+        if named "${FCG_INSTANCE:-}" \
+            && [ "$(cat "$node/instance.$FCG_INSTANCE.key" 2>/dev/null)" = "$shared_key" ]; then
+            joined=$FCG_INSTANCE
+        fi ;;
+esac
+# a bundle killed before it could stop its instance (SIGKILL): the next one on the node
+# stops it (its name ends with the bundle's pid, gone)
+if [ "$mode" = start ]; then
+    for stale in "$node"/instance.fcgtainer-*.key; do
+        [ -e "$stale" ] || continue
+        name=${stale#"$node/instance."} && name=${name%.key}
+        case ${name##*-} in '' | *[!0-9]*) continue ;; esac
+        kill -0 "${name##*-}" 2>/dev/null && continue
+        "$apptainer" -q instance stop "$name" >/dev/null 2>&1 || continue
+        echo "fcgtainer: stopped apptainer instance $name, left by a bundle that was killed" >&2
+        rm -rf "$node/instance.$name" "$stale"
+    done
+fi
+if [ "$mode" = stop ]; then
+    "$apptainer" -q instance stop "$instance" >/dev/null
+    rc=$?
+    rm -rf "$node/instance.$instance" "$node/instance.$instance.key" 2>/dev/null
+    exit "$rc"
+fi
+
 # the image: mounted (FUSE usable), else unpacked once per node and reused
 unpack_once() {
     local key dir
@@ -105,12 +153,14 @@ unpack_once() {
     fi
     image=$dir
 }
-if [ -f "$image" ]; then
+if [ -f "$image" ] && [ -z "$joined" ]; then  # a bundle's container has its image already
     case $(fcg_image_mode "$unpack") in unpack*) unpack_once ;; esac
 fi
 
-# CVMFS, mode host: the node's own /cvmfs or exit 87, never cvmfsexec
+# CVMFS, mode host: the node's own /cvmfs or exit 87, never cvmfsexec (probed once for a
+# bundle's container, when it starts)
 wrap=()
+[ -z "$joined" ] || hosts=() repos=() need=()
 for repo in "${hosts[@]+"${hosts[@]}"}"; do
     case $(fcg_probe "$root/$repo" $((timeout * 10))) in
         ok) binds+=("$root/$repo:/cvmfs/$repo:ro") ;;
@@ -155,11 +205,46 @@ if [ "$gpus" -gt 0 ] || [ -n "$view" ]; then
     binds+=("$here:$here:ro")
     inner=(/bin/sh "$here/inner.sh" "$gpus" "$view")
 fi
-work="$node/work.$$.$RANDOM"
-mkdir -m 700 "$work" || fcg_die "$FCG_EXIT_CONFIG" "scratch: cannot create a workdir in $node"
+# empty_but_binds DIR INSIDE: empty DIR, the host side of the container's INSIDE, but for
+# the directories that binds are mounted on (removing one would unmount the bind)
+empty_but_binds() {
+    local entry path target keep
+    for entry in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+        [ -e "$entry" ] || [ -L "$entry" ] || continue
+        path="$2/${entry##*/}" keep=''
+        for target in "${targets[@]}"; do
+            case $target in "$path") keep=mount ;; "$path"/*) keep=${keep:-parent} ;; esac
+        done
+        case $keep in
+            mount) ;;
+            parent) [ -d "$entry" ] && [ ! -L "$entry" ] && empty_but_binds "$entry" "$path" ;;
+            *) rm -rf "$entry" ;;
+        esac
+    done
+}
+if [ -n "$joined" ]; then
+    # each task finds the bundle container's /tmp, /var/tmp and home empty, as it would its own
+    work="$node/instance.$joined"
+    targets=()
+    for bind in "${binds[@]+"${binds[@]}"}"; do target=${bind#*:} && targets+=("${target%%:*}"); done
+    empty_but_binds "$work/tmp" /tmp
+    empty_but_binds "$work/var_tmp" /var/tmp
+    empty_but_binds "$work/home" "$HOME"
+elif [ "$mode" = start ]; then
+    [ "${#wrap[@]}" -eq 0 ] || { echo "fcgtainer: no shared container under cvmfsexec" \
+        "(${need[*]} not mounted on $(uname -n)): each task starts its own" >&2; exit 3; }
+    work="$node/instance.$instance"
+    rm -rf "$work"
+    mkdir -m 700 "$work" || fcg_die "$FCG_EXIT_CONFIG" "scratch: cannot create $work"
+else
+    work="$node/work.$$.$RANDOM"
+    mkdir -m 700 "$work" || fcg_die "$FCG_EXIT_CONFIG" "scratch: cannot create a workdir in $node"
+fi
 # the environment apptainer starts with, exported by builtins in a cleared subshell (clean):
-# never env(1) arguments, so no value shows in /proc/PID/cmdline
+# never env(1) arguments, so no value shows in /proc/PID/cmdline; a bundle's container
+# starts with none of its tasks' values: each task's exec brings its own
 exports=("PATH=$PATH" "HOME=$HOME")
+[ "$mode" = start ] && envs=()
 for kv in "${envs[@]+"${envs[@]}"}"; do exports+=("APPTAINERENV_$kv"); done
 [ -n "$site_scratch" ] && exports+=("APPTAINERENV_FCGTAINER_SCRATCH=$site_scratch")
 if [ "$gpus" -gt 0 ]; then
@@ -180,12 +265,29 @@ clean() {
 cmd=(clean)
 verb='exec'
 [ "$mode" = shell ] && [ "$#" -eq 0 ] && verb=shell
-cmd+=("${wrap[@]+"${wrap[@]}"}" "$apptainer" "$verb" --cleanenv --containall --no-eval)
-cmd+=(--workdir "$work" --pwd "$PWD")
-[ "$gpus" -gt 0 ] && cmd+=(--nv)
-bindarg=$(IFS=,; printf '%s' "${binds[*]+"${binds[*]}"}")
-[ -n "$bindarg" ] && cmd+=(--bind "$bindarg")
-cmd+=("$image")
+if [ "$mode" = start ]; then
+    cmd+=("$apptainer" -q instance start --cleanenv --containall --no-eval --workdir "$work")
+else
+    cmd+=("${wrap[@]+"${wrap[@]}"}" "$apptainer" "$verb" --cleanenv --containall --no-eval)
+    [ -n "$joined" ] || cmd+=(--workdir "$work")
+    cmd+=(--pwd "$PWD")
+fi
+if [ -z "$joined" ]; then
+    [ "$gpus" -gt 0 ] && cmd+=(--nv)
+    bindarg=$(IFS=,; printf '%s' "${binds[*]+"${binds[*]}"}")
+    [ -n "$bindarg" ] && cmd+=(--bind "$bindarg")
+fi
+if [ "$mode" = start ]; then
+    "${cmd[@]}" "$image" "$instance" >/dev/null || { rc=$?; rm -rf "$work"; exit "$rc"; }
+    printf '%s\n' "$shared_key" > "$work.key"
+    exit 0
+fi
+if [ -n "$joined" ]; then
+    echo "== fcgtainer: in its bundle's container (apptainer instance $joined)"
+    cmd+=("instance://$joined")
+else
+    cmd+=("$image")
+fi
 [ "$#" -gt 0 ] && cmd+=("${inner[@]+"${inner[@]}"}")
 cmd+=("$@")
 
@@ -196,5 +298,5 @@ else
     fcg_run_forwarding "${cmd[@]}"
     rc=$?
 fi
-rm -rf "$work" 2>/dev/null
+[ -n "$joined" ] || rm -rf "$work" 2>/dev/null
 exit "$rc"

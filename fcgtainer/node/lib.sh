@@ -99,9 +99,11 @@ fcg_cvmfsexec_smoke() {
 
 # fcg_run_forwarding CMD...: run CMD in the background, forward SIGUSR2, SIGTERM and SIGINT
 # to it (the payload checkpoints and exits 85), wait for it and return its exit status.
-# FCG_FORWARD_NOTE, when set, is printed for every forwarded signal.
+# FCG_FORWARD_NOTE, when set, is printed for every forwarded signal; fcg_got names the last
+# signal forwarded (empty when none was).
 fcg_run_forwarding() {
     fcg_child=
+    fcg_got=
     trap 'fcg_forward USR2' USR2
     trap 'fcg_forward TERM' TERM
     trap 'fcg_forward INT' INT
@@ -124,6 +126,8 @@ fcg_run_forwarding() {
 }
 
 fcg_forward() {
+    # shellcheck disable=SC2034  # read by the caller of fcg_run_forwarding
+    fcg_got=$1
     [ -z "${FCG_FORWARD_NOTE:-}" ] || echo "$FCG_FORWARD_NOTE: got SIG$1, forwarding it"
     [ -z "$fcg_child" ] || kill -s "$1" "$fcg_child" 2>/dev/null || true
 }

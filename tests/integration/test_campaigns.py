@@ -14,6 +14,7 @@ again (attempt counts).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -254,3 +255,94 @@ def test_bundles_on_slurm_each_task_its_marker_and_log_a_failed_one_rerun_alone(
     assert [t.status.state for t in tasks] == [State.SUCCEEDED] * 13
     assert [attempts(plan.run_dir, i) for i in ok] == [1] * len(ok)  # none ran again
     assert attempts(plan.run_dir, 2) == 2
+
+
+# each task: its container (PID namespace and its init's start time: one per container start;
+# a namespace's number is reused once it is gone), what its /tmp held when
+# it started (the run directory's bind under /tmp, nothing a task left), its environment; task 4 fails on its first attempt (noting its namespace)
+SHARED_START = """\
+out=$FCGTAINER_OUT
+if [ "$FCGTAINER_TASK" = 4 ] && [ ! -e "$out/first" ]; then
+    echo "$(readlink /proc/self/ns/pid) $(cut -d' ' -f22 /proc/1/stat)" > "$out/first"; exit 3
+fi
+echo "$(readlink /proc/self/ns/pid) $(cut -d' ' -f22 /proc/1/stat)" > "$out/pidns"; ls -A /tmp > "$out/tmp_seen"; touch /tmp/left
+env > "$out/env"
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.slurm
+@pytest.mark.apptainer
+@pytest.mark.fuse
+def test_a_bundles_tasks_share_one_container_start_on_slurm(
+    shared_tmp_path: Path, smoke_image: Path
+) -> None:
+    """6 tasks in the smoke image, bundles of 3 on the real SLURM and Apptainer: the tasks of
+    a bundle run in one container (one PID namespace per bundle), each with its own
+    environment and an empty /tmp; task 4 fails beside its bundle's others and, resubmitted
+    alone, runs in a container of its own; no apptainer instance is left running."""
+    work = shared_tmp_path
+    base = (REPO / "sites" / "testbed-slurm.yaml").read_text()
+    site = base.replace("~/fcgtainer-runs", str(work / "runs"))
+    (work / "site.yaml").write_text(site.replace("runtime: native", "runtime: apptainer"))
+    job = work / "shared" / "job.yaml"
+    job.parent.mkdir()
+    job.write_text(
+        "name: shared\n"
+        f"command: [sh, -c, {json.dumps(SHARED_START)}]\n"
+        "matrix: {n: {range: [0, 6]}}\n"
+        "bundle: 3\n"
+    )
+    from fcgtainer.runs import submit as runs
+
+    plan = runs.plan_run(str(job.parent), str(work / "site.yaml"), [], image=str(smoke_image))
+    journal = Journal()
+    try:
+        runs.submit(plan, journal)
+        ids = {t.index: t.backend_id for t in journal.tasks(plan.run_id)}
+        assert ids[0] == ids[1] == ids[2] != ids[3] == ids[4] == ids[5]
+        wait_markers(plan.run_dir, list(range(6)))
+        assert [read_marker(plan.run_dir, i) for i in range(6)] == [0, 0, 0, 0, 3, 0]
+        out = plan.run_dir / "out"
+        pidns = {i: (out / str(i) / "pidns").read_text() for i in (0, 1, 2, 3, 5)}
+        pidns[4] = (out / "4" / "first").read_text()
+        assert pidns[0] == pidns[1] == pidns[2] != pidns[3] == pidns[4] == pidns[5], pidns
+        for i in (0, 1, 2, 3, 5):
+            seen = (out / str(i) / "tmp_seen").read_text().split()  # its own /tmp
+            assert "left" not in seen, (i, seen)
+            env = (out / str(i) / "env").read_text().splitlines()
+            assert [kv for kv in env if kv.startswith("FCGTAINER_TASK=")] == [f"FCGTAINER_TASK={i}"]
+            log = (plan.run_dir / "tasks" / str(i) / "task.log").read_text()
+            assert "in its bundle's container" in log and f"task {i} attempt 1 " in log
+        wait_no_instance()
+        tasks = monitor.refresh(journal, journal.run(plan.run_id))
+        deadline = time.monotonic() + DEADLINE_S
+        while not all(t.status.state.terminal for t in tasks):
+            assert time.monotonic() < deadline, "the bundles' jobs did not end"
+            time.sleep(1)
+            tasks = monitor.refresh(journal, journal.run(plan.run_id))
+        assert [t.status.state for t in tasks][3:5] == [State.SUCCEEDED, State.FAILED]
+
+        assert control.resubmit(journal, journal.run(plan.run_id)) == 1
+        deadline = time.monotonic() + DEADLINE_S
+        while read_marker(plan.run_dir, 4) != 0:
+            assert time.monotonic() < deadline, "task 4 was not rerun"
+            time.sleep(1)
+        assert (out / "4" / "pidns").read_text() not in pidns.values()  # a start of its own
+        assert [attempts(plan.run_dir, i) for i in range(6)] == [1, 1, 1, 1, 2, 1]
+        wait_no_instance()
+    finally:
+        subprocess.run(["scancel", f"--name={plan.name}"], capture_output=True, check=False)
+
+
+def wait_no_instance() -> None:
+    """Until no apptainer instance of a bundle runs (the bundle stops it as it ends)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        listed = subprocess.run(
+            ["apptainer", "instance", "list"], capture_output=True, text=True, check=True
+        ).stdout
+        if "fcgtainer-" not in listed:
+            return
+        assert time.monotonic() < deadline, f"an instance outlived its bundle:\n{listed}"
+        time.sleep(1)
