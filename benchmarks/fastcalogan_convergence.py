@@ -146,12 +146,15 @@ def plot(paths: list[Path], png: Path) -> None:
     for path, colour in zip(paths, ("#1f77b4", "#d62728", "#2ca02c", "#9467bd"), strict=False):
         rec = json.loads(path.read_text())
         its = [max(r["iteration"], 1) for r in rec["rows"]]
-        label = f"{rec['particle']} ({rec['hparams']['activation']}, {rec['hparams']['label']})"
+        hp = rec["hparams"]
+        norm = ", batch norm" if hp.get("batch_norm") else ""
+        label = f"{rec['particle']} ({hp['activation']}{norm}, {hp['label']})"
         ax.plot(its, [r["chi2_ndf"] for r in rec["rows"]], "o-", color=colour, label=label)
-        if "selected_chi2_ndf" in rec["rows"][0]:
+        chosen = [r for r in rec["rows"] if "selected_chi2_ndf" in r]
+        if chosen:
             ax.plot(
-                its,
-                [r["selected_chi2_ndf"] for r in rec["rows"]],
+                [max(r["iteration"], 1) for r in chosen],
+                [r["selected_chi2_ndf"] for r in chosen],
                 "s:",
                 color=colour,
                 label="best checkpoint so far",
