@@ -29,7 +29,7 @@ import pytest
 
 from fcgtainer import proc
 from fcgtainer.runs import monitor
-from fcgtainer.runs.journal import Journal
+from fcgtainer.runs.journal import Journal, RunRecord
 from fcgtainer.runs.rundir import attempts, log_path
 from fcgtainer.states import State
 
@@ -119,6 +119,17 @@ def _site(workspace: Path, runs_dir: Path) -> Path:
     return path
 
 
+def _submitted(workspace: Path, job: Path, site: Path, *sets: str) -> tuple[Journal, RunRecord]:
+    """Submit ``job`` to ``site`` with ``--set`` values (exit 0): the journal and the run."""
+    argv = ["submit", str(job), "--site", str(site)]
+    for value in sets:
+        argv += ["--set", value]
+    code, _, err = _done(workspace, *argv)
+    assert code == 0, err
+    journal = Journal()
+    return journal, journal.runs()[0]
+
+
 def _wait_for(probe: Callable[[], object], what: str) -> object:
     deadline = time.monotonic() + DEADLINE_S
     while not (value := probe()):
@@ -199,11 +210,9 @@ def test_node_drained_under_running_tasks_they_finish_the_waiting_one_runs_after
 ) -> None:
     """Two tasks run on the node's 2 CPUs, the third waits; the admin drains the node."""
     job = _job(workspace, "fault-drain", "hello", 3)
-    site = _site(workspace, workspace / "runs-drain")
-    code, _, err = _done(workspace, "submit", str(job), "--site", str(site), "--set", "sleep=12")
-    assert code == 0, err
-    journal = Journal()
-    run = journal.runs()[0]
+    journal, run = _submitted(
+        workspace, job, _site(workspace, workspace / "runs-drain"), "sleep=12"
+    )
 
     def states() -> list[State]:
         return [t.status.state for t in monitor.refresh(journal, run)]
@@ -295,11 +304,7 @@ def test_task_filling_the_disk_fails_saying_so_and_resubmit_reruns_it(
 ) -> None:
     _fill(small_disk / "ballast", leave=3 << 19)  # room for the run directory, not for 2 MiB
     job = _job(workspace, "fault-fill", "fill", 1)
-    site = _site(workspace, small_disk / "runs")
-    code, _, err = _done(workspace, "submit", str(job), "--site", str(site), "--set", "mib=2")
-    assert code == 0, err
-    journal = Journal()
-    run = journal.runs()[0]
+    journal, run = _submitted(workspace, job, _site(workspace, small_disk / "runs"), "mib=2")
     assert _wait_terminal(journal, run.id) == [State.FAILED]
     code, out, err = _done(workspace, "status", run.id)
     assert code == 0, err
