@@ -54,7 +54,7 @@ def resubmit(
     (the feeder itself calls this: :mod:`fcgtainer.runs.feeder`).
     """
     from fcgtainer.plan.tasks import make_plan, with_dependents
-    from fcgtainer.runs.submit import FEEDING, plan_run, record_waiting
+    from fcgtainer.runs.submit import FEEDING, plan_run, record_submitted
 
     tasks = monitor.refresh(journal, run)
     feeding = waiting and run.phase == FEEDING
@@ -115,12 +115,10 @@ def resubmit(
     }
     if feeding and journal.run(run.id).phase == "cancelled":
         return 0  # cancelled while this feeder round was planning: submit nothing
+    # tasks not chosen this time (resubmit --failed) may still wait for room
+    others_wait = run.phase == FEEDING and any(
+        t.index not in wanted and not t.backend_id and not t.status.state.terminal for t in tasks
+    )
     ids = backend.submit(plan, chosen, queued=queued)
-    journal.set_backend_ids(run.id, ids)
-    left = record_waiting(journal, run.id, chosen, ids, backend, feeder=feeder)
-    if not left and run.phase == FEEDING:
-        # tasks not chosen this time (resubmit --failed) may still wait for room
-        rest = journal.tasks(run.id)
-        if any(not t.backend_id and not t.status.state.terminal for t in rest):
-            journal.set_phase(run.id, FEEDING)
+    record_submitted(journal, run.id, chosen, ids, backend, feeder=feeder, others_wait=others_wait)
     return len(ids)

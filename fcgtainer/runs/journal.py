@@ -292,8 +292,14 @@ class Journal:
                 ((num, i, unknown, now) for i in range(len(names))),
             )
 
-    def set_backend_ids(self, run_id: str, ids: Mapping[int, str]) -> None:
-        """Record the scheduler's ids and mark the run submitted."""
+    def set_backend_ids(
+        self, run_id: str, ids: Mapping[int, str], *, phase: str = "submitted"
+    ) -> None:
+        """Record the scheduler's ids and the run's phase, in one transaction.
+
+        ``phase`` is ``feeding`` when some tasks still wait for room: a reader never sees
+        them in a ``submitted`` run (where a task without an id is taken for lost).
+        """
         now = time.time()
         pending = STATE_CODES[State.PENDING]
         split = {i: split_id(bid) for i, bid in ids.items()}
@@ -313,7 +319,7 @@ class Journal:
                     for (id_text, delta), first, last in _ranges(keys)
                 ),
             )
-            db.execute("UPDATE runs SET phase='submitted' WHERE num=?", (num,))
+            db.execute("UPDATE runs SET phase=? WHERE num=?", (phase, num))
 
     def set_phase(self, run_id: str, phase: str) -> None:
         """Change a run's phase (``submitting``, ``submitted``, ``feeding``, ``cancelled``)."""

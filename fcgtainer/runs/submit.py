@@ -365,9 +365,8 @@ def _submit_locked(
             return Submitted(again, found, adopted=True)
         _write_run_dir(again, manifest(again))
         ids = _submit_once(backend, again)
-        journal.set_backend_ids(again.run_id, ids)
         every = [t.index for t in again.tasks]
-        waiting = record_waiting(journal, again.run_id, every, ids, backend)
+        waiting = record_submitted(journal, again.run_id, every, ids, backend)
         return Submitted(again, ids, adopted=False, waiting=waiting, note=backend.note)
     preflight(plan)
     record = manifest(plan)
@@ -400,8 +399,7 @@ def _submit_locked(
                 for i, (d, j) in reused.items()
             },
         )
-    journal.set_backend_ids(plan.run_id, ids)
-    waiting = record_waiting(journal, plan.run_id, todo, ids, backend)
+    waiting = record_submitted(journal, plan.run_id, todo, ids, backend)
     where = {i: f"{d.name} task {j}" for i, (d, j) in reused.items()}
     return Submitted(plan, ids, adopted=False, cached=where, waiting=waiting, note=backend.note)
 
@@ -418,7 +416,7 @@ def waiting_status(run_id: str, note: str) -> TaskStatus:
     )
 
 
-def record_waiting(
+def record_submitted(
     journal: Journal,
     run_id: str,
     requested: Sequence[int],
@@ -426,21 +424,22 @@ def record_waiting(
     backend: Backend,
     *,
     feeder: bool = True,
+    others_wait: bool = False,
 ) -> int:
-    """Journal the requested tasks the backend left out (no room) as waiting; how many.
+    """Journal the scheduler's ids, and the requested tasks it left out (no room) as
+    waiting; how many wait.
 
-    The run's phase becomes ``feeding``: ``status`` keeps them pending (never LOST), and
-    the run's feeder (:mod:`fcgtainer.runs.feeder`, started here unless ``feeder`` is
-    off: it is the caller) submits them as room frees, as ``resubmit --waiting`` does.
+    The run's phase becomes ``feeding`` if any task waits (``others_wait``: tasks not
+    requested this time), in the same transaction as the ids: ``status`` keeps waiting
+    tasks pending (never LOST), and the run's feeder (:mod:`fcgtainer.runs.feeder`,
+    started here unless ``feeder`` is off: it is the caller) submits them as room frees,
+    as ``resubmit --waiting`` does.
     """
-    waiting = [i for i in requested if i not in ids]
-    if not waiting or not backend.note:
+    waiting = [i for i in requested if i not in ids] if backend.note else []
+    journal.set_backend_ids(run_id, ids, phase=FEEDING if waiting or others_wait else "submitted")
+    if not waiting:
         return 0
-    if journal.run(run_id).phase == "cancelled":  # cancelled meanwhile (a feeder's round)
-        return 0
-    status = waiting_status(run_id, backend.note)
-    journal.update_states(run_id, dict.fromkeys(waiting, status))
-    journal.set_phase(run_id, FEEDING)
+    journal.update_states(run_id, dict.fromkeys(waiting, waiting_status(run_id, backend.note)))
     if feeder:
         from fcgtainer.runs import feeder as feeders
 

@@ -480,6 +480,36 @@ def test_the_feeder_submits_every_waiting_task_then_stops(
     assert feeders_started == [plan.run_id]  # its own rounds start no other feeder
 
 
+def test_a_status_during_a_feeder_round_never_finds_waiting_tasks_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The round journals the new ids and keeps the run ``feeding`` in one transaction:
+    a ``status`` right after it (long past the lost grace) leaves what waits pending."""
+    from fcgtainer.runs import control, monitor
+    from fcgtainer.runs import submit as runs
+    from fcgtainer.states import State
+
+    journal, plan, fake, make = _small_cluster(tmp_path, monkeypatch)
+    done = runs.submit(plan, journal, make(plan.site))
+    fake.answers["squeue"] = _done("")
+    fake.answers["usage"] = _done("")
+    for i in done.ids:
+        (plan.run_dir / "tasks" / str(i)).mkdir(exist_ok=True)
+        (plan.run_dir / "tasks" / str(i) / "exit_code").write_text("0\n")
+    seen: list[tuple[str, int]] = []
+    real = journal.set_backend_ids
+
+    def then_a_status(run_id: str, ids: Any, **kwargs: Any) -> None:
+        real(run_id, ids, **kwargs)
+        run = journal.run(run_id)
+        tasks = monitor.settle_unsubmitted(journal, run, journal.tasks(run_id), run.created + 10**6)
+        seen.append((run.phase, sum(t.status.state is State.LOST for t in tasks)))
+
+    monkeypatch.setattr(journal, "set_backend_ids", then_a_status)
+    assert control.resubmit(journal, journal.run(plan.run_id), states=set(), waiting=True) == 149
+    assert seen == [("feeding", 0)]
+
+
 def test_a_feeder_exits_at_once_when_nothing_waits(tmp_path: Path) -> None:
     """The real process: started in the background, it finds the run not feeding."""
     import subprocess
