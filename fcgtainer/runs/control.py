@@ -65,6 +65,8 @@ def resubmit(
         or (feeding and not t.backend_id and not t.status.state.terminal)
     ]
     if not chosen:
+        if feeding:  # nothing waits any more: the run's feeder stops
+            journal.set_phase(run.id, "submitted", only_from=FEEDING)
         return 0
     job_ref = run.manifest["job"]["source"]
     plan = plan_run(

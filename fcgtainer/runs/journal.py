@@ -321,10 +321,16 @@ class Journal:
             )
             db.execute("UPDATE runs SET phase=? WHERE num=?", (phase, num))
 
-    def set_phase(self, run_id: str, phase: str) -> None:
-        """Change a run's phase (``submitting``, ``submitted``, ``feeding``, ``cancelled``)."""
+    def set_phase(self, run_id: str, phase: str, *, only_from: str | None = None) -> None:
+        """Change a run's phase (``submitting``, ``submitted``, ``feeding``, ``cancelled``);
+        with ``only_from``, only if it is still that phase."""
         with self._write() as db:
-            db.execute("UPDATE runs SET phase=? WHERE id=?", (phase, run_id))
+            if only_from is None:
+                db.execute("UPDATE runs SET phase=? WHERE id=?", (phase, run_id))
+            else:
+                db.execute(
+                    "UPDATE runs SET phase=? WHERE id=? AND phase=?", (phase, run_id, only_from)
+                )
 
     def update_states(
         self, run_id: str, states: Mapping[int, TaskStatus], *, now: float | None = None

@@ -510,6 +510,24 @@ def test_a_status_during_a_feeder_round_never_finds_waiting_tasks_lost(
     assert seen == [("feeding", 0)]
 
 
+def test_a_feeder_stops_when_nothing_is_left_to_feed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting tasks that became terminal otherwise (e.g. marked lost by an older
+    fcgtainer): the round finds nothing to submit, the run leaves ``feeding``."""
+    from fcgtainer.runs import feeder
+    from fcgtainer.runs import submit as runs
+    from fcgtainer.states import State, TaskStatus
+
+    journal, plan, fake, make = _small_cluster(tmp_path, monkeypatch)
+    done = runs.submit(plan, journal, make(plan.site))
+    waiting = [i for i in range(300) if i not in done.ids]
+    journal.update_states(plan.run_id, dict.fromkeys(waiting, TaskStatus(State.LOST)))
+    fake.answers["squeue"] = _done("".join(f"{v}|RUNNING|None\n" for v in done.ids.values()))
+    assert feeder.feed(journal, plan.run_id, 1.0, sleep=lambda _s: None) == 0
+    assert journal.run(plan.run_id).phase == "submitted"
+
+
 def test_a_feeder_exits_at_once_when_nothing_waits(tmp_path: Path) -> None:
     """The real process: started in the background, it finds the run not feeding."""
     import subprocess
