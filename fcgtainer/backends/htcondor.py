@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fcgtainer import tasktable
 from fcgtainer.backends.base import Backend
 from fcgtainer.errors import ConfigError, SubmitError
 from fcgtainer.plan.tasks import Plan
+from fcgtainer.private import append_private
 from fcgtainer.proc import CommandTimeout
 from fcgtainer.states import (
     EXIT_CONFIG,
@@ -121,8 +123,10 @@ def factory_commands(plan: Plan, count: int) -> dict[str, str]:
 def render_submit(plan: Plan, count: int | None = None) -> dict[str, str]:
     """The submit description of a run; tasks come as itemdata (``$(task)``).
 
-    ``count`` is how many tasks this submission queues (all of the plan's by default): above
+    ``count`` is how many jobs this submission queues (all of the plan's by default): above
     the site's ``factory_above`` the description makes a factory (:func:`factory_commands`).
+    A bundled run (``bundle: N``) queues one job per bundle: ``$(task)`` is the bundle's
+    first task, and ``node/bundle.sh`` runs the tasks ``RUN_DIR/bundles.txt`` gives it.
     """
     opts = plan.site.htcondor
     if opts.file_transfer:
@@ -136,10 +140,11 @@ def render_submit(plan: Plan, count: int | None = None) -> dict[str, str]:
     campaign = (EXIT_UPSTREAM, EXIT_UPSTREAM_WAIT) if plan.step else ()
     codes = (EXIT_CONFIG, EXIT_NO_GPU, EXIT_NO_CVMFS, *campaign)
     no_retry = ", ".join(str(c) for c in codes)
+    entry = f"{run}/node/bundle.sh" if plan.bundle > 1 else f"{run}/wrapper.sh"
     desc: dict[str, str] = {
         "+FcgtainerRun": classad_string(plan.run_id, "+FcgtainerRun"),
         "+FcgtainerTask": "$(task)",
-        "arguments": arguments([f"{run}/wrapper.sh", run, "$(task)"]),
+        "arguments": arguments([entry, run, "$(task)"]),
         "batch_name": _value(plan.name, "batch_name"),
         "checkpoint_exit_code": str(EXIT_REQUEUE),
         "environment": '"FCGTAINER_ATTEMPT=$$([NumJobStarts])"',
@@ -173,7 +178,8 @@ def render_submit(plan: Plan, count: int | None = None) -> dict[str, str]:
         desc["+MaxRuntime"] = str(opts.max_runtime)
     if opts.requirements:
         desc["requirements"] = opts.requirements
-    desc.update(factory_commands(plan, len(plan.tasks) if count is None else count))
+    jobs = len(bundles_of(plan, [t.index for t in plan.tasks])) if count is None else count
+    desc.update(factory_commands(plan, jobs))
     desc.update(opts.extra)
     return dict(sorted(desc.items()))
 
@@ -183,11 +189,21 @@ def itemdata(indices: Iterable[int]) -> list[dict[str, str]]:
     return [{"task": str(i)} for i in indices]
 
 
+def bundles_of(plan: Plan, chosen: Sequence[int]) -> dict[int, tuple[int, ...]]:
+    """The chosen tasks in jobs of the plan's ``bundle`` size, in order: leader -> tasks."""
+    n = plan.bundle
+    return {chosen[k]: tuple(chosen[k : k + n]) for k in range(0, len(chosen), n)}
+
+
 def describe_submit(plan: Plan) -> str:
     """The submit description as a submit file, with its queue statement."""
     lines = [f"{key} = {value}" for key, value in render_submit(plan).items()]
-    tasks = ",".join(str(t.index) for t in plan.tasks)
-    return "\n".join([*lines, f"queue task in ({tasks})"]) + "\n"
+    bundles = bundles_of(plan, [t.index for t in plan.tasks])
+    if plan.bundle > 1:
+        lines.insert(0, f"# one job per bundle of {plan.bundle}; the bundles' tasks:")
+        lines[1:1] = [f"#   {' '.join(map(str, tasks))}" for tasks in bundles.values()]
+    leaders = ",".join(map(str, bundles))
+    return "\n".join([*lines, f"queue task in ({leaders})"]) + "\n"
 
 
 DAG_FILE = "campaign.dag"
@@ -427,7 +443,8 @@ class HTCondorBackend(Backend):
         *,
         queued: Mapping[int, str] | None = None,  # not needed: no limit leaves tasks waiting
     ) -> dict[int, str]:
-        """One cluster with an item per chosen task; returns ``cluster.proc`` per task."""
+        """One cluster with an item per chosen task (per bundle of them, with ``bundle: N``);
+        returns ``cluster.proc`` per task (a bundle's tasks share their job's)."""
         import htcondor2  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
         chosen = list(indices) if indices is not None else [t.index for t in plan.tasks]
@@ -435,9 +452,13 @@ class HTCondorBackend(Backend):
             return {}
         if plan.steps:
             return self._submit_dag(plan, chosen)
-        description = htcondor2.Submit(render_submit(plan, count=len(chosen)))
+        bundles = bundles_of(plan, chosen)
+        if plan.bundle > 1:  # before the submit: a bundle may start at once
+            lines = tasktable.bundle_lines(bundles)
+            append_private(plan.run_dir / "bundles.txt", lines, plan.site.share_group)
+        description = htcondor2.Submit(render_submit(plan, count=len(bundles)))
         try:
-            result = self._schedd().submit(description, itemdata=iter(itemdata(chosen)))
+            result = self._schedd().submit(description, itemdata=iter(itemdata(bundles.keys())))
         except htcondor2.HTCondorException as exc:
             # the schedd may have queued the cluster before the answer was lost: the caller
             # reconciles by UUID (find) exactly as after a timed-out sbatch
@@ -445,13 +466,17 @@ class HTCondorBackend(Backend):
                 ["htcondor2.Schedd.submit", plan.name], -1, stderr=str(exc)
             ) from exc
         cluster, first = int(result.cluster()), int(result.first_proc())
-        if result.num_procs() != len(chosen):
+        if result.num_procs() != len(bundles):
             raise SubmitError(
-                f"htcondor: cluster {cluster} has {result.num_procs()} jobs, not {len(chosen)}",
+                f"htcondor: cluster {cluster} has {result.num_procs()} jobs, not {len(bundles)}",
                 "check the schedd log",
             )
         self._link(plan, cluster)
-        return {index: f"{cluster}.{first + n}" for n, index in enumerate(chosen)}
+        return {
+            index: f"{cluster}.{first + n}"
+            for n, tasks in enumerate(bundles.values())
+            for index in tasks
+        }
 
     def _submit_dag(self, plan: Plan, chosen: Sequence[int]) -> dict[int, str]:
         """Write the campaign's DAG (a new directory per submission) and submit DAGMan once."""
@@ -493,7 +518,12 @@ class HTCondorBackend(Backend):
                 found[index] = (cluster, proc)
         for cluster in {c for c, _ in found.values()}:
             self._link(plan, cluster)
-        return {i: f"{c}.{p}" for i, (c, p) in found.items()}
+        bundles = tasktable.read_bundles(plan.run_dir) if plan.bundle > 1 else {}
+        out: dict[int, tuple[int, int]] = {}
+        for index, (c, p) in sorted(found.items(), key=lambda item: item[1]):
+            # a bundle's job stands for each of its tasks; a task's newest job wins
+            out.update(dict.fromkeys(bundles.get(index, (index,)), (c, p)))
+        return {i: f"{c}.{p}" for i, (c, p) in sorted(out.items())}
 
     def status(self, ids: Sequence[str]) -> dict[str, TaskStatus]:
         """Event log first; the schedd once for the rest; the history once for what is left.
@@ -579,7 +609,7 @@ class HTCondorBackend(Backend):
         """Remove ``ids`` in one schedd action."""
         import htcondor2  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-        plain = [i for i in ids if not _dag_split(i)]
+        plain = list(dict.fromkeys(i for i in ids if not _dag_split(i)))  # bundles share
         if plain:
             self._schedd().act(htcondor2.JobAction.Remove, plain, reason="fcgtainer cancel")
         dags = sorted({c for c, _ in filter(None, map(_dag_split, ids))})

@@ -180,7 +180,7 @@ def bundle_size(job: Job, site: Site) -> int:
 
 
 def check_bundle(job: Job, site: Site) -> None:
-    """Bundles are for short tasks on SLURM: not with checkpoints, not on HTCondor (yet)."""
+    """Bundles are for short tasks: not with checkpoints."""
     size = bundle_size(job, site)
     if size == 1:
         return
@@ -190,11 +190,6 @@ def check_bundle(job: Job, site: Site) -> None:
             f"{where}: bundle: {size} with checkpoint.enabled in {job.source}: a bundled task "
             "cannot be requeued alone",
             "bundle short tasks only; a checkpointing task runs one per job (bundle: 1)",
-        )
-    if site.scheduler == "htcondor":
-        raise ConfigError(
-            f"{where}: bundle: {size}: not supported on HTCondor yet ({site.source})",
-            "use bundle: 1 there; HTCondor starts short jobs cheaply (late materialisation)",
         )
 
 
@@ -268,6 +263,13 @@ def make_campaign(
             sets=dict(sets),
             wait_upstream=job.steps[name].on_upstream_failure == "wait",
         )
+        if sub.bundle > 1 and site.scheduler == "htcondor":
+            where = step_job.source if step_job.bundle is not None else site.source
+            raise ConfigError(
+                f"{where}: bundle: {sub.bundle} (step {name!r}): a campaign's steps are not "
+                f"bundled on HTCondor yet ({site.source})",
+                "use bundle: 1 for this campaign's steps there (a job without steps bundles)",
+            )
         steps.append(StepPlan(name, sub, dict(needs), offset))
         offset += len(tasks)
     unused = set(sets) - used

@@ -270,19 +270,18 @@ env > "$out/env"
 """
 
 
-@pytest.mark.integration
-@pytest.mark.slurm
 @pytest.mark.apptainer
 @pytest.mark.fuse
-def test_a_bundles_tasks_share_one_container_start_on_slurm(
-    shared_tmp_path: Path, smoke_image: Path
+def test_a_bundles_tasks_share_one_container_start(
+    scheduler: str, shared_tmp_path: Path, smoke_image: Path
 ) -> None:
-    """6 tasks in the smoke image, bundles of 3 on the real SLURM and Apptainer: the tasks of
-    a bundle run in one container (one PID namespace per bundle), each with its own
-    environment and an empty /tmp; task 4 fails beside its bundle's others and, resubmitted
-    alone, runs in a container of its own; no apptainer instance is left running."""
+    """6 tasks in the smoke image, bundles of 3 on the real SLURM or HTCondor and Apptainer:
+    two scheduler jobs; the tasks of a bundle run in one container (one PID namespace per
+    bundle), each with its own environment and an empty /tmp; task 4 fails beside its
+    bundle's others and, resubmitted alone, runs in a container of its own; no apptainer
+    instance is left running."""
     work = shared_tmp_path
-    base = (REPO / "sites" / "testbed-slurm.yaml").read_text()
+    base = (REPO / "sites" / f"testbed-{scheduler}.yaml").read_text()
     site = base.replace("~/fcgtainer-runs", str(work / "runs"))
     (work / "site.yaml").write_text(site.replace("runtime: native", "runtime: apptainer"))
     job = work / "shared" / "job.yaml"
@@ -297,6 +296,7 @@ def test_a_bundles_tasks_share_one_container_start_on_slurm(
 
     plan = runs.plan_run(str(job.parent), str(work / "site.yaml"), [], image=str(smoke_image))
     journal = Journal()
+    RUNS.append(plan.run_id)
     try:
         runs.submit(plan, journal)
         ids = {t.index: t.backend_id for t in journal.tasks(plan.run_id)}
@@ -332,7 +332,8 @@ def test_a_bundles_tasks_share_one_container_start_on_slurm(
         assert [attempts(plan.run_dir, i) for i in range(6)] == [1, 1, 1, 1, 2, 1]
         wait_no_instance()
     finally:
-        subprocess.run(["scancel", f"--name={plan.name}"], capture_output=True, check=False)
+        if scheduler == "slurm":
+            subprocess.run(["scancel", f"--name={plan.name}"], capture_output=True, check=False)
 
 
 def wait_no_instance() -> None:

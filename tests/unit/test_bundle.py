@@ -122,8 +122,14 @@ def test_bundle_from_the_site_and_its_limits(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be requeued alone"):
         _plan(tmp_path, 10, bundle=5, checkpoint={"enabled": True})
     condor = Site.model_validate({"scheduler": "htcondor", "runs_dir": str(tmp_path)})
-    with pytest.raises(ConfigError, match="not supported on HTCondor"):
-        make_plan(job.model_copy(update={"bundle": 2}), condor, {}, RUN, runtime="native")
+    bundled = job.model_copy(update={"bundle": 2})
+    assert make_plan(bundled, condor, {}, RUN, runtime="native").bundle == 2
+    campaign = Job.model_validate(
+        {"name": "c", "command": ["true"], "steps": {"a": {"bundle": 2}, "b": {}}}
+    )
+    with pytest.raises(ConfigError, match=r"step 'a'.*not bundled on HTCondor yet"):
+        make_plan(campaign, condor, {}, RUN, runtime="native")
+    assert make_plan(campaign, _site(tmp_path), {}, RUN, runtime="native").steps
 
 
 def _bundle_run(run_dir: Path, bin_dir: Path) -> subprocess.CompletedProcess[str]:

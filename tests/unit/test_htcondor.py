@@ -17,6 +17,7 @@ from fcgtainer.backends.htcondor import (
     HTCondorBackend,
     arguments,
     classad_string,
+    describe_submit,
     parse_ads,
     parse_events,
     render_dag,
@@ -224,6 +225,52 @@ def test_cancel_is_one_action(tmp_path: Path) -> None:
     pytest.importorskip("htcondor2")
     schedd = FakeSchedd([], [])
     _backend(tmp_path, schedd).cancel(["1.0", "1.1"])
+    assert schedd.calls == ["act 2"]
+
+
+def test_a_bundled_run_queues_one_job_per_bundle(tmp_path: Path) -> None:
+    """bundle: 4 over 10 tasks: 3 jobs (items 0, 4, 8) running node/bundle.sh, whose
+    tasks are in bundles.txt before the submit; every task maps to its bundle's job."""
+    schedd = FakeSchedd([], [])
+    plan = _plan(tmp_path, 10, bundle=4)
+    plan.run_dir.mkdir(parents=True)
+    ids = _backend(tmp_path, schedd).submit(plan)
+    description, items = schedd.submitted
+    assert [item["task"] for item in items] == ["0", "4", "8"]
+    assert f"{plan.run_dir}/node/bundle.sh" in description["arguments"]
+    assert (plan.run_dir / "bundles.txt").read_text() == "0 1 2 3\n4 5 6 7\n8 9\n"
+    assert [ids[i] for i in range(10)] == ["31.0"] * 4 + ["31.1"] * 4 + ["31.2"] * 2
+    assert describe_submit(plan).splitlines()[-1] == "queue task in (0,4,8)"
+    assert "wrapper.sh" in render_submit(_plan(tmp_path, 10))["arguments"]
+    ids = _backend(tmp_path, schedd).submit(plan, [5, 9])  # failed ones: rerun together
+    assert [item["task"] for item in schedd.submitted[1]] == ["5"] and ids == {5: "31.0", 9: "31.0"}
+    assert (plan.run_dir / "bundles.txt").read_text().splitlines()[-1] == "5 9"
+
+
+def test_find_maps_a_bundles_job_to_its_tasks_the_newest_job_winning(tmp_path: Path) -> None:
+    """Bundles 0-3 and 4-7 in cluster 40; tasks 5 and 6 rerun as bundle 5 in cluster 41."""
+    plan = _plan(tmp_path, 8, bundle=4)
+    plan.run_dir.mkdir(parents=True)
+    (plan.run_dir / "bundles.txt").write_text("0 1 2 3\n4 5 6 7\n5 6\n")
+    schedd = FakeSchedd(
+        [
+            {"ClusterId": 40, "ProcId": 0, "FcgtainerTask": 0},
+            {"ClusterId": 40, "ProcId": 1, "FcgtainerTask": 4},
+            {"ClusterId": 41, "ProcId": 0, "FcgtainerTask": 5},
+        ],
+        [],
+    )
+    found = _backend(tmp_path, schedd).find(plan)
+    assert found == {0: "40.0", 1: "40.0", 2: "40.0", 3: "40.0", 4: "40.1", 5: "41.0"} | {
+        6: "41.0",
+        7: "40.1",
+    }
+
+
+def test_cancel_removes_a_bundles_job_once(tmp_path: Path) -> None:
+    pytest.importorskip("htcondor2")
+    schedd = FakeSchedd([], [])
+    _backend(tmp_path, schedd).cancel(["1.0", "1.0", "1.0", "1.1"])
     assert schedd.calls == ["act 2"]
 
 
