@@ -225,6 +225,7 @@ def render_dag(
     the node); retries are per task, in each cluster (``max_retries``), never of a node.
     A step of more chosen tasks than the site's ``factory_above`` is a factory node
     (:func:`factory_commands`): DAGMan waits for its whole cluster, materialised or not.
+    A bundled step (``bundle: N``) queues one job per bundle, as a run without steps does.
     """
     wanted = None if chosen is None else set(chosen)
     files: dict[str, str] = {}
@@ -239,9 +240,10 @@ def render_dag(
         mine = [i for i in step.indices if wanted is None or i in wanted]
         if not mine:
             continue
-        desc = render_submit(step.plan, count=len(mine))
+        leaders = list(bundles_of(step.plan, mine))  # each task, unless the step is bundled
+        desc = render_submit(step.plan, count=len(leaders))
         lines = [f"{key} = {value}" for key, value in desc.items()]
-        lines.append(f"queue task in ({','.join(map(str, mine))})")
+        lines.append(f"queue task in ({','.join(map(str, leaders))})")
         files[f"{step.name}.sub"] = "\n".join(lines) + "\n"
         nodes.append(f"JOB {step.name} {step.name}.sub")
         nodes.append(f"SCRIPT POST {step.name} /bin/true")
@@ -482,6 +484,18 @@ class HTCondorBackend(Backend):
         """Write the campaign's DAG (a new directory per submission) and submit DAGMan once."""
         import htcondor2  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
+        wanted = set(chosen)
+        bundles = {
+            leader: tasks
+            for step in plan.step_plans()
+            if step.plan.bundle > 1
+            for leader, tasks in bundles_of(
+                step.plan, [i for i in step.indices if i in wanted]
+            ).items()
+        }
+        if bundles:  # before the submit: a bundle may start at once
+            lines = tasktable.bundle_lines(bundles)
+            append_private(plan.run_dir / "bundles.txt", lines, plan.site.share_group)
         root = plan.run_dir / "dags"
         root.mkdir(exist_ok=True)
         number = 1 + sum(1 for p in root.iterdir() if p.name.isdigit())
@@ -500,7 +514,8 @@ class HTCondorBackend(Backend):
                 ["htcondor2.Schedd.submit", plan.name], -1, stderr=str(exc)
             ) from exc
         cluster = int(result.cluster())
-        return {index: dag_id(cluster, index) for index in chosen}
+        leader = {i: first for first, tasks in bundles.items() for i in tasks}
+        return {index: dag_id(cluster, leader.get(index, index)) for index in chosen}
 
     def find(self, plan: Plan) -> dict[int, str]:
         """Jobs carrying this run's UUID in the queue, else in the history."""

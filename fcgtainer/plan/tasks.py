@@ -263,13 +263,6 @@ def make_campaign(
             sets=dict(sets),
             wait_upstream=job.steps[name].on_upstream_failure == "wait",
         )
-        if sub.bundle > 1 and site.scheduler == "htcondor":
-            where = step_job.source if step_job.bundle is not None else site.source
-            raise ConfigError(
-                f"{where}: bundle: {sub.bundle} (step {name!r}): a campaign's steps are not "
-                f"bundled on HTCondor yet ({site.source})",
-                "use bundle: 1 for this campaign's steps there (a job without steps bundles)",
-            )
         steps.append(StepPlan(name, sub, dict(needs), offset))
         offset += len(tasks)
     unused = set(sets) - used

@@ -199,16 +199,14 @@ def test_cache_on_slurm_no_call_when_unchanged_and_only_affected_tasks_after_a_c
     assert [t.status.state for t in tasks] == [State.SUCCEEDED] * 13
 
 
-@pytest.mark.integration
-@pytest.mark.slurm
-def test_bundles_on_slurm_each_task_its_marker_and_log_a_failed_one_rerun_alone(
-    shared_tmp_path: Path,
+def test_bundles_each_task_its_marker_and_log_a_failed_one_rerun_alone(
+    shared_tmp_path: Path, scheduler: str
 ) -> None:
-    """make and check in bundles of 3 (2 array tasks each, not 6): task 2 fails inside its
-    bundle while 0 and 1 succeed beside it; every task has its own marker and log; the
-    resubmit reruns make 2, check 8 and sum 12 and nothing else (attempt counts)."""
+    """make and check in bundles of 3 (2 array tasks or jobs each, not 6): task 2 fails
+    inside its bundle while 0 and 1 succeed beside it; every task has its own marker and
+    log; the resubmit reruns make 2, check 8 and sum 12 and nothing else (attempt counts)."""
     work = shared_tmp_path
-    base = (REPO / "sites" / "testbed-slurm.yaml").read_text()
+    base = (REPO / "sites" / f"testbed-{scheduler}.yaml").read_text()
     (work / "site.yaml").write_text(base.replace("~/fcgtainer-runs", str(work / "runs")))
     shutil.copytree(REPO / "jobs" / "hello-campaign", work / "hello-campaign", ignore=CACHE)
     yaml = work / "hello-campaign" / "job.yaml"

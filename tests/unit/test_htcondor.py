@@ -354,6 +354,23 @@ def test_factory_keys_are_typed_closed_and_defaulted(tmp_path: Path) -> None:
     assert load_site_file(site).htcondor.factory_above is None  # never a factory: fine
 
 
+def test_a_bundled_step_is_a_node_of_one_job_per_bundle(tmp_path: Path) -> None:
+    """Step a in bundles of 2 (tasks 0-2: jobs for 0 and 2), step b one job per task."""
+    job = Job.model_validate(
+        {
+            "name": "c",
+            "command": ["true"],
+            "matrix": {"n": {"range": [0, 3]}},
+            "steps": {"a": {"bundle": 2}, "b": {"needs": {"a": "per_task"}}},
+        }
+    )
+    plan = make_plan(job, _site(tmp_path), {}, RUN, runtime="native")
+    files = render_dag(plan)
+    assert files["a.sub"].endswith("queue task in (0,2)\n") and "node/bundle.sh" in files["a.sub"]
+    assert files["b.sub"].endswith("queue task in (3,4,5)\n") and "wrapper.sh" in files["b.sub"]
+    assert render_dag(plan, [1, 2, 4])["a.sub"].endswith("queue task in (1)\n")  # rerun: 1, 2
+
+
 def test_more_tasks_than_the_threshold_make_a_factory(tmp_path: Path) -> None:
     """max_idle / max_materialize appear above factory_above, counted on what is queued."""
     limits = {"factory_above": 4, "max_idle": 50, "max_materialize": 200}
