@@ -15,7 +15,9 @@
 # (launch.sh --mode start), and every task of the bundle with the same options runs in it
 # (launch.sh joins FCG_INSTANCE), each with its own environment. The instance is stopped
 # when the bundle ends, on SIGTERM/SIGINT/SIGHUP too. Where it cannot start (native tasks,
-# cvmfsexec, an error) or a task's options differ, a task starts its own container.
+# cvmfsexec, an error) or a task's options differ, a task starts its own container. An
+# instance found gone after a task failed (killed on the node) is started again, and that
+# task runs again in the new one, once (its failed attempt stays in its record).
 set -u
 run_dir=$1
 leader=$2
@@ -43,11 +45,12 @@ for idx in $members; do
 done
 
 # the bundle's container: the options of its first task to run, without --mode and --env
-instance='' launcher='' shared=()
-start_instance() {
+instance='' launcher='' shared=() starts=0
+start_instance() {  # with the options of task $1
     local argv i
-    [ "${#todo[@]}" -gt 0 ] && fcg_materialise "$run_dir" "${todo[0]}" 2>/dev/null || return 0
-    mapfile -d '' -t argv < "$run_dir/tasks/${todo[0]}/argv"
+    shared=()
+    [ -n "${1-}" ] && fcg_materialise "$run_dir" "$1" 2>/dev/null || return 0
+    mapfile -d '' -t argv < "$run_dir/tasks/$1/argv"
     [ "${argv[0]-}" = /bin/bash ] && [ "${argv[1]-}" = "$run_dir/node/launch.sh" ] || return 0
     for (( i = 2; i + 1 < ${#argv[@]}; i += 2 )); do
         case ${argv[i]} in
@@ -58,7 +61,9 @@ start_instance() {
     done
     launcher=${argv[1]}
     # named before it starts: a signal meanwhile is handled once it has, and stops it
-    instance="fcgtainer-${SLURM_JOB_ID:-0}-$$"
+    # (the name ends with this bundle's pid: launch.sh stops it if the bundle is killed)
+    starts=$(( starts + 1 ))
+    instance="fcgtainer-${SLURM_JOB_ID:-0}-${starts}-$$"
     if /bin/bash "$launcher" "${shared[@]}" --mode start --instance "$instance"; then
         echo "== fcgtainer: bundle $leader: its tasks share apptainer instance $instance" \
             "on $(hostname)" >&2
@@ -66,6 +71,10 @@ start_instance() {
         instance=''
         echo "== fcgtainer: bundle $leader: each task starts its own container" >&2
     fi
+}
+instance_gone() {
+    [ -n "$instance" ] \
+        && ! /bin/bash "$launcher" "${shared[@]}" --mode alive --instance "$instance" 2>/dev/null
 }
 # shellcheck disable=SC2317  # the EXIT trap calls it
 stop_instance() {
@@ -77,13 +86,13 @@ stop_instance() {
 trap stop_instance EXIT
 on_signals() { trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP; }
 on_signals
-start_instance
+start_instance "${todo[0]-}"
 export FCG_IN_BUNDLE=1 FCG_INSTANCE="$instance"
 
 for idx in "${todo[@]+"${todo[@]}"}"; do
     # which task the bundle runs now: `status` shows the tasks after it as pending
     printf '%s\n' "$idx" > "$run_dir/tasks/$leader/bundle_now" 2>/dev/null
-    tries=0
+    tries=0 restarted=0
     while [ "$tries" -le "$(number "$run_dir/tasks/$idx/retries" 0)" ]; do
         tries=$(( tries + 1 ))
         # the attempt number the wrapper gives the payload: one more than the attempts so far
@@ -93,6 +102,15 @@ for idx in "${todo[@]+"${todo[@]}"}"; do
         rc=$?
         on_signals
         case $fcg_got in TERM) exit 143 ;; INT) exit 130 ;; esac
+        if [ "$rc" -ne 0 ] && [ "$restarted" = 0 ] && instance_gone; then
+            echo "== fcgtainer: bundle $leader: apptainer instance $instance is gone" \
+                "(killed on the node?): a new one, and task $idx again in it" >&2
+            restarted=1 tries=$(( tries - 1 ))
+            stop_instance 2>/dev/null  # what is left of it: its workdir on the node
+            start_instance "$idx"
+            export FCG_INSTANCE="$instance"
+            continue
+        fi
         case $rc in
             0 | "$FCG_EXIT_CONFIG" | "$FCG_EXIT_REQUEUE" | "$FCG_EXIT_NO_GPU" | "$FCG_EXIT_NO_CVMFS" \
                 | "$FCG_EXIT_UPSTREAM" | "$FCG_EXIT_UPSTREAM_WAIT") break ;;

@@ -19,11 +19,12 @@
 #   binds, scratch and GPUs of these options (no task's environment), its --workdir
 #   SCRATCH/fcgtainer-UID/instance.NAME; exit 3 when it cannot be shared (under cvmfsexec);
 # - --mode stop --instance NAME: `apptainer instance stop`, the workdir removed;
+# - --mode alive --instance NAME: exit 0 while Apptainer still lists instance NAME;
 # - --mode exec with FCG_INSTANCE=NAME in the environment: when instance NAME was started
 #   with the same options (its key, all but --env, --env-file and --mode), the task runs in
 #   it with `apptainer exec ... instance://NAME` and its own environment and --pwd, after
 #   the instance's /tmp, /var/tmp and home are emptied; otherwise as above.
-# Options (each takes one value): --mode exec|shell|start|stop --instance NAME
+# Options (each takes one value): --mode exec|shell|start|stop|alive --instance NAME
 #   --apptainer PATH --image PATH
 #   --unpack auto|always|never --scratch TEMPLATE --gpus N --cvmfsexec PATH
 #   --cvmfs-cache TEMPLATE --probe-timeout S --smoke-timeout S --cvmfs-root DIR --home DIR
@@ -102,7 +103,7 @@ shared_key=$(printf '%s\0' "${shared[@]+"${shared[@]}"}" | cksum)
 named() { case $1 in '' | *[!A-Za-z0-9_.-]*) return 1 ;; esac; }
 joined=
 case $mode in
-    start | stop)
+    start | stop | alive)
         named "$instance" || fcg_die "$FCG_EXIT_CONFIG" "launcher: bad instance name '$instance'" ;;
     exec)
         if named "${FCG_INSTANCE:-}" \
@@ -122,6 +123,11 @@ if [ "$mode" = start ]; then
         echo "fcgtainer: stopped apptainer instance $name, left by a bundle that was killed" >&2
         rm -rf "$node/instance.$name" "$stale"
     done
+fi
+if [ "$mode" = alive ]; then
+    "$apptainer" -q instance list --json "$instance" 2>/dev/null \
+        | grep -q "\"instance\": *\"$instance\""
+    exit
 fi
 if [ "$mode" = stop ]; then
     "$apptainer" -q instance stop "$instance" >/dev/null

@@ -227,7 +227,8 @@ def test_status_shows_a_bundles_later_tasks_as_pending_not_running(tmp_path: Pat
 
 # A stand-in apptainer for bundles: `instance start` makes a file per instance, `exec` into
 # `instance://NAME` needs it, `instance stop` removes it; each container start is a line
-# "start ..." in LOG/calls. The command runs with the APPTAINERENV_* values only (as with
+# "start ..." in LOG/calls; the instance dies during the N-th exec into one if LOG/die-on-exec
+# says N. The command runs with the APPTAINERENV_* values only (as with
 # --cleanenv), in --pwd, with TMPDIR the container's /tmp on the host (its --workdir's tmp).
 FAKE_APPTAINER = """\
 #!/bin/bash
@@ -239,7 +240,7 @@ shift
 pwd_='' workdir=''
 while [ $# -gt 0 ]; do
     case $1 in
-        --cleanenv | --containall | --no-eval | --nv) shift ;;
+        --cleanenv | --containall | --no-eval | --nv | --json) shift ;;
         --pwd) pwd_=$2; shift 2 ;;
         --workdir) workdir=$2; shift 2 ;;
         --bind) binds=$2; shift 2 ;;
@@ -258,6 +259,13 @@ case $verb in
             case $target in /tmp/*) mkdir -p "$workdir$target" && : > "$workdir$target/.bound" ;; esac
         done
         exit 0 ;;
+    "instance list")
+        if [ -e "$log/instances/$1" ]; then
+            printf '{"instances": [{"instance": "%s", "pid": 1}]}\\n' "$1"
+        else
+            echo '{"instances": []}'
+        fi
+        exit 0 ;;
     "instance stop")
         echo "stop instance $1" >> "$log/calls"
         rm "$log/instances/$1" || exit 255
@@ -270,6 +278,10 @@ case $1 in
         name=${1#instance://}
         [ -e "$log/instances/$name" ] || { echo "no instance $name" >&2; exit 255; }
         echo "exec in instance $name" >> "$log/calls"
+        n=$(( $(cat "$log/execs" 2>/dev/null || echo 0) + 1 )) && echo "$n" > "$log/execs"
+        if [ "$(cat "$log/die-on-exec" 2>/dev/null)" = "$n" ]; then  # killed on the node
+            rm "$log/instances/$name" && echo "instance $name died" >&2 && exit 255
+        fi
         workdir=$(cat "$log/instances/$name") ;;
     *) echo "start exec $1" >> "$log/calls" ;;
 esac
@@ -383,6 +395,25 @@ def test_a_bundle_of_image_tasks_starts_its_container_once(tmp_path: Path) -> No
     assert len(_starts(fake)) == 1 and sum(c.startswith("exec in") for c in _calls(fake)) == 1
     assert _attempts(run_dir, 4) == [1, 1, 3, 1] and _markers(run_dir, 4) == ["0"] * 4
     assert not list((fake / "instances").iterdir())
+
+
+def test_an_instance_killed_mid_bundle_is_started_again_and_its_task_rerun(
+    tmp_path: Path,
+) -> None:
+    """The instance dies while task 1 runs in it: a new instance, task 1 again in it (its
+    failed attempt recorded), tasks 2 and 3 in the new one; nothing left behind."""
+    run_dir, fake, _ = _image_bundle(tmp_path)
+    (fake / "fixed").touch()
+    (fake / "die-on-exec").write_text("2\n")
+    done = _bundle_run(run_dir, fake / "bin")
+    assert done.returncode == 0, done.stderr
+    assert "is gone (killed on the node?): a new one, and task 1 again in it" in done.stderr
+    first, second = (c.removeprefix("start instance ") for c in _starts(fake))
+    execs = [c.removeprefix("exec in instance ") for c in _calls(fake) if c.startswith("exec")]
+    assert execs == [first, first, second, second, second]
+    assert _markers(run_dir, 4) == ["0"] * 4 and _attempts(run_dir, 4) == [1, 2, 1, 1]
+    assert not list((fake / "instances").iterdir()), "no instance left behind"
+    assert not list((tmp_path / "scratch").glob("fcgtainer-*/instance.*")), "workdir left"
 
 
 def test_a_task_alone_starts_its_own_container(tmp_path: Path) -> None:
