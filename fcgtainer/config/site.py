@@ -154,6 +154,18 @@ class SlurmOptions(Strict):
         return flags
 
 
+# CERN HTCondor's JobFlavour: the runtime each one grants, in seconds
+JOB_FLAVOURS = {
+    "espresso": 20 * 60,
+    "microcentury": 60 * 60,
+    "longlunch": 2 * 3600,
+    "workday": 8 * 3600,
+    "tomorrow": 24 * 3600,
+    "testmatch": 3 * 24 * 3600,
+    "nextweek": 7 * 24 * 3600,
+}
+
+
 class HTCondorOptions(Strict):
     """How jobs are asked for on an HTCondor site."""
 
@@ -171,6 +183,13 @@ class HTCondorOptions(Strict):
     max_idle: int | None = Field(default=1000, ge=1)
     max_materialize: int | None = Field(default=None, ge=1)
     extra: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def granted_runtime(self) -> int | None:
+        """Seconds the pool lets a job run (``max_runtime``, the ``job_flavour``'s), if known."""
+        limits = [self.max_runtime, JOB_FLAVOURS.get(self.job_flavour or "")]
+        known = [s for s in limits if s]
+        return min(known) if known else None
 
     @model_validator(mode="after")
     def _factory_has_a_limit(self) -> HTCondorOptions:

@@ -191,6 +191,16 @@ def check_bundle(job: Job, site: Site) -> None:
             "cannot be requeued alone",
             "bundle short tasks only; a checkpointing task runs one per job (bundle: 1)",
         )
+    granted = site.htcondor.granted_runtime if site.scheduler == "htcondor" else None
+    walltime = job.resources_for(site.gpus.count).walltime
+    if granted and size * walltime > granted:
+        raise ConfigError(
+            f"{where}: bundle: {size}: {size} tasks of walltime {walltime} s need "
+            f"{size * walltime} s in one job, and {site.source} grants a job {granted} s "
+            "(htcondor.max_runtime / job_flavour)",
+            f"set the job's walltime to at most {granted // size} s (resources.walltime), "
+            f"or bundle: {max(1, granted // walltime)}",
+        )
 
 
 def step_sets(job: Job, sets: Mapping[str, str]) -> dict[str, str]:

@@ -152,29 +152,11 @@ def bundle_queues(run_dir: Path) -> dict[int, int]:
     return waiting
 
 
-# CERN HTCondor's JobFlavour: the runtime each one grants, in seconds
-JOB_FLAVOURS = {
-    "espresso": 20 * 60,
-    "microcentury": 60 * 60,
-    "longlunch": 2 * 3600,
-    "workday": 8 * 3600,
-    "tomorrow": 24 * 3600,
-    "testmatch": 3 * 24 * 3600,
-    "nextweek": 7 * 24 * 3600,
-}
-
-
 def effective_walltime(plan: Plan) -> int:
     """The time a task gets: its walltime, or less where an HTCondor site's MaxRuntime or
     JobFlavour grants less (the wrapper's checkpoint timer counts from this)."""
-    limits = [plan.resources.walltime]
-    if plan.site.scheduler == "htcondor":
-        opts = plan.site.htcondor
-        if opts.max_runtime:
-            limits.append(opts.max_runtime)
-        if opts.job_flavour in JOB_FLAVOURS:
-            limits.append(JOB_FLAVOURS[opts.job_flavour])
-    return min(limits)
+    granted = plan.site.htcondor.granted_runtime if plan.site.scheduler == "htcondor" else None
+    return min(plan.resources.walltime, granted or plan.resources.walltime)
 
 
 def signal_margin(plan: Plan) -> int:

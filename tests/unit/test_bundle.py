@@ -131,6 +131,27 @@ def test_bundle_from_the_site_and_its_limits(tmp_path: Path) -> None:
     assert [step.plan.bundle for step in steps] == [2, 1]
 
 
+def test_a_bundle_must_fit_in_the_runtime_an_htcondor_pool_grants(tmp_path: Path) -> None:
+    """espresso grants 1200 s: 25 tasks of 60 s do not fit in one job, 20 do."""
+    site = Site.model_validate(
+        {
+            "scheduler": "htcondor",
+            "runs_dir": str(tmp_path),
+            "htcondor": {"job_flavour": "espresso"},
+        }
+    )
+    job = {"name": "s", "command": ["true"], "matrix": {"n": {"range": [0, 100]}}}
+    job["resources"] = {"walltime": 60}
+    with pytest.raises(ConfigError) as error:
+        make_plan(Job.model_validate({**job, "bundle": 25}), site, {}, RUN, runtime="native")
+    assert "need 1500 s in one job" in str(error.value) and "grants a job 1200 s" in str(
+        error.value
+    )
+    assert "at most 48 s" in str(error.value.hint) and "bundle: 20" in str(error.value.hint)
+    plan = make_plan(Job.model_validate({**job, "bundle": 20}), site, {}, RUN, runtime="native")
+    assert plan.bundle == 20
+
+
 def _bundle_run(run_dir: Path, bin_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
