@@ -213,13 +213,13 @@ def refresh_many(
             by_site.setdefault(json.dumps(run.manifest["site"], sort_keys=True), []).append(run)
     for site_runs in by_site.values():
         backend = get_backend(site_of(site_runs[0]))
-        ids = [
-            t.backend_id
+        ids = {  # a bundle's tasks share their job's id: asked once
+            t.backend_id: None
             for run in site_runs
             for t in tasks[run.id]
             if not t.status.state.terminal and t.backend_id
-        ]
-        answers = backend.status(ids)
+        }
+        answers = backend.status(list(ids))
         for run in site_runs:
             updates = _merge_run(run, tasks[run.id], answers, moment)
             if updates:

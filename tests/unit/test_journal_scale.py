@@ -225,3 +225,22 @@ def test_a_newer_journal_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(JournalError, match="layout 9, newer"):
         Journal(path)
+
+
+def test_a_poll_asks_for_a_bundles_job_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """6 tasks in 2 bundles share 2 job ids: the scheduler is asked for 2 ids, not 6."""
+    journal, run_id = _journal_run(tmp_path, 6)
+    journal.set_backend_ids(run_id, {i: f"4242_{i // 3 * 3}" for i in range(6)})
+    asked: list[list[str]] = []
+
+    class Backend:
+        def status(self, ids: Sequence[str]) -> dict[str, TaskStatus]:
+            asked.append(list(ids))
+            return {i: TaskStatus(State.RUNNING) for i in ids}
+
+    monkeypatch.setattr(monitor, "get_backend", lambda site: Backend())
+    tasks = monitor.refresh(journal, journal.run(run_id))
+    assert asked == [["4242_0", "4242_3"]]
+    assert [t.status.state for t in tasks] == [State.RUNNING] * 6
