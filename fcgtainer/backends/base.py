@@ -5,12 +5,19 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping, Sequence
 
-from fcgtainer import proc
+from fcgtainer import proc, tasktable
 from fcgtainer.config.site import Site
 from fcgtainer.plan.tasks import Plan
+from fcgtainer.private import append_private
 from fcgtainer.states import TaskStatus
 
 Runner = Callable[..., proc.Completed]
+
+
+def append_bundles(plan: Plan, bundles: Mapping[int, Sequence[int]]) -> None:
+    """Add bundles to ``RUN_DIR/bundles.txt``, before the scheduler may start them."""
+    lines = tasktable.bundle_lines(bundles)
+    append_private(plan.run_dir / "bundles.txt", lines, plan.site.share_group)
 
 
 class Backend(abc.ABC):

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from fcgtainer import tasktable
-from fcgtainer.backends.base import Backend
+from fcgtainer.backends.base import Backend, append_bundles
 from fcgtainer.errors import ConfigError, SubmitError
-from fcgtainer.plan.tasks import Plan
-from fcgtainer.private import append_private
+from fcgtainer.plan.tasks import Plan, in_bundles
 from fcgtainer.proc import CommandTimeout
 from fcgtainer.states import (
     EXIT_CONFIG,
@@ -191,8 +190,7 @@ def itemdata(indices: Iterable[int]) -> list[dict[str, str]]:
 
 def bundles_of(plan: Plan, chosen: Sequence[int]) -> dict[int, tuple[int, ...]]:
     """The chosen tasks in jobs of the plan's ``bundle`` size, in order: leader -> tasks."""
-    n = plan.bundle
-    return {chosen[k]: tuple(chosen[k : k + n]) for k in range(0, len(chosen), n)}
+    return in_bundles(chosen, plan.bundle)
 
 
 def describe_submit(plan: Plan) -> str:
@@ -456,8 +454,7 @@ class HTCondorBackend(Backend):
             return self._submit_dag(plan, chosen)
         bundles = bundles_of(plan, chosen)
         if plan.bundle > 1:  # before the submit: a bundle may start at once
-            lines = tasktable.bundle_lines(bundles)
-            append_private(plan.run_dir / "bundles.txt", lines, plan.site.share_group)
+            append_bundles(plan, bundles)
         description = htcondor2.Submit(render_submit(plan, count=len(bundles)))
         try:
             result = self._schedd().submit(description, itemdata=iter(itemdata(bundles.keys())))
@@ -494,8 +491,7 @@ class HTCondorBackend(Backend):
             ).items()
         }
         if bundles:  # before the submit: a bundle may start at once
-            lines = tasktable.bundle_lines(bundles)
-            append_private(plan.run_dir / "bundles.txt", lines, plan.site.share_group)
+            append_bundles(plan, bundles)
         root = plan.run_dir / "dags"
         root.mkdir(exist_ok=True)
         number = 1 + sum(1 for p in root.iterdir() if p.name.isdigit())

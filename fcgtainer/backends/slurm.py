@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 
 from fcgtainer import tasktable
-from fcgtainer.backends.base import Backend
+from fcgtainer.backends.base import Backend, append_bundles
 from fcgtainer.backends.slurm_limits import (
     DEFAULT_MAX_ARRAY_SIZE,
     Limits,
@@ -31,7 +31,6 @@ from fcgtainer.backends.slurm_limits import (
 )
 from fcgtainer.errors import CommandError, SubmitError
 from fcgtainer.plan.tasks import Plan
-from fcgtainer.private import append_private
 from fcgtainer.proc import CommandTimeout
 from fcgtainer.states import State, TaskStatus
 
@@ -440,11 +439,7 @@ class SlurmBackend(Backend):
             argv = [self.site.slurm.sbatch, *sbatch_options(sub, array.members, needs, array.start)]
             stdin = render_sbatch(sub, array.start)
             if array.bundles:  # before sbatch: a bundle may start at once
-                append_private(
-                    plan.run_dir / "bundles.txt",
-                    tasktable.bundle_lines(array.bundles),
-                    plan.site.share_group,
-                )
+                append_bundles(plan, array.bundles)
             try:
                 done = self._run(argv, timeout=SUBMIT_TIMEOUT_S, stdin=stdin)
             except CommandTimeout:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from fcgtainer import proc
 from fcgtainer.config.site import Site
 from fcgtainer.errors import CommandError
-from fcgtainer.plan.tasks import Plan, StepPlan
+from fcgtainer.plan.tasks import Plan, StepPlan, in_bundles
 
 LIMITS_TIMEOUT_S = 60.0
 DEFAULT_MAX_ARRAY_SIZE = 1001  # slurm.conf's defaults, used when scontrol cannot be asked
@@ -381,8 +381,7 @@ def plan_arrays(
         sub = step.plan
         local = sorted(i - sub.offset for i in step.indices if i in wanted)
         # a bundled step: N chosen tasks a job, the first of them its array index
-        n = sub.bundle
-        bundle = {local[k]: tuple(local[k : k + n]) for k in range(0, len(local), n)}
+        bundle = in_bundles(local, sub.bundle)
         for chunk in chunks(bundle, size):
             groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
             for i in chunk.indices:
@@ -405,7 +404,7 @@ def plan_arrays(
                         chunk.start,
                         tuple(sub.offset + i for i in leaders),
                         waits,
-                        tasks if n > 1 else {},
+                        tasks if sub.bundle > 1 else {},
                     )
                 )
     return out

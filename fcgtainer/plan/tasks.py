@@ -179,6 +179,11 @@ def bundle_size(job: Job, site: Site) -> int:
     return job.bundle if job.bundle is not None else site.bundle
 
 
+def in_bundles(tasks: Sequence[int], size: int) -> dict[int, tuple[int, ...]]:
+    """``tasks`` in bundles of ``size``, in order: each bundle's first task -> its tasks."""
+    return {tasks[k]: tuple(tasks[k : k + size]) for k in range(0, len(tasks), size)}
+
+
 def check_bundle(job: Job, site: Site) -> None:
     """Bundles are for short tasks: not with checkpoints."""
     size = bundle_size(job, site)
