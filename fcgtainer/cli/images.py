@@ -14,7 +14,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from fcgtainer.cli.app import app, err, out
 
@@ -89,7 +88,9 @@ def build(
         layers = builder.build(
             recipe, site=profile, force=force, on_line=on_line, on_layer=on_layer
         )
-    table = Table("layer", "", "seconds", "image")
+    from fcgtainer.cli.render import keyed_table
+
+    table = keyed_table("layer", "", "seconds", "image", keep=3)
     for layer in layers:
         state = "[green]built[/]" if layer.built else "[dim]cached[/]"
         table.add_row(layer.recipe, state, f"{layer.seconds:.0f}", str(layer.image))
@@ -184,7 +185,9 @@ def images(
     if not found:
         out.print(f"no images in {images_mod.images_dir()}; build one with `fcgtainer build`")
         return
-    table = Table("recipe", "hash", "built", "size", "commit", "apptainer", "image")
+    from fcgtainer.cli.render import keyed_table
+
+    table = keyed_table("recipe", "hash", "built", "size", "commit", "apptainer", "image", keep=2)
     for meta in found:
         size = meta.get("size")
         table.add_row(

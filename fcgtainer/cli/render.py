@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from fcgtainer.states import State, summarise
 
@@ -36,6 +37,20 @@ COLOURS = {
 }
 
 
+def keyed_table(*headers: str, keep: int = 1) -> Table:
+    """A borderless table whose first ``keep`` columns (what a user types back, such as
+    names and ids, and short words) are never wrapped or cut, however narrow the terminal.
+    The other columns wrap instead, folding a word (a path) longer than the column: no
+    cell is ever shortened to an ellipsis."""
+    columns = (
+        Column(h, no_wrap=True) if i < keep else Column(h, overflow="fold")
+        for i, h in enumerate(headers)
+    )
+    return Table(
+        *columns, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0)
+    )
+
+
 def _state(state: State) -> str:
     return f"[{COLOURS[state]}]{state.value}[/]"
 
@@ -51,17 +66,17 @@ def sites_table(console: Console) -> None:
     from fcgtainer.errors import ConfigError
     from fcgtainer.paths import origin
 
-    table = Table("site", "from", "scheduler", "runtime", "GPUs", "CVMFS", "description")
+    table = keyed_table("site", "from", "scheduler", "GPUs", "CVMFS", "description", keep=4)
     for name, path in available_sites().items():
         where = origin(path, "sites")
         try:
             site = load_site_file(path)
         except ConfigError as exc:
-            table.add_row(name, where, "[red]invalid[/]", "", "", "", exc.message)
+            table.add_row(name, where, "[red]invalid[/]", "", "", exc.message)
             continue
         gpus = f"{site.gpus.count} {site.gpus.type or ''}".strip() if site.gpus.count else "-"
-        cvmfs = ", ".join(f"{r}:{m}" for r, m in site.cvmfs.repositories.items()) or "-"
-        table.add_row(name, where, site.scheduler, site.runtime, gpus, cvmfs, site.description)
+        cvmfs = ", ".join(r.removesuffix(".cern.ch") for r in site.cvmfs.repositories) or "-"
+        table.add_row(name, where, site.scheduler, gpus, cvmfs, site.description)
     console.print(table)
     search_path_note(console, "sites")
 
@@ -72,7 +87,7 @@ def jobs_table(console: Console) -> None:
     from fcgtainer.errors import ConfigError
     from fcgtainer.paths import origin
 
-    table = Table("job", "from", "tasks", "image", "description")
+    table = keyed_table("job", "from", "tasks", "image", "description", keep=4)
     for name, path in available_jobs().items():
         where = origin(path, "jobs")
         try:
@@ -121,7 +136,7 @@ def dry_run(console: Console, plan: Plan, shown: int = 10) -> None:
         whole, plan = plan, plan.steps[0].plan
     else:
         whole = plan
-    table = Table("task", *plan.axes.keys())
+    table = keyed_table("task", *plan.axes.keys())
     for task in plan.tasks[:shown]:
         table.add_row(str(task.index), *(str(v) for v in task.values.values()))
     if len(plan.tasks) > shown:
@@ -173,7 +188,9 @@ def submitted(console: Console, done: Submitted) -> None:
 
 def runs_table(console: Console, runs: Sequence[tuple[RunRecord, list[TaskRecord]]]) -> None:
     """Recent runs with their task counts."""
-    table = Table("run", "job", "site", "submitted", "state", "tasks", "done", "failed")
+    table = keyed_table(
+        "run", "job", "site", "submitted", "state", "tasks", "done", "failed", keep=8
+    )
     for run, tasks in runs:
         states = [t.status.state for t in tasks]
         done = sum(s is State.SUCCEEDED for s in states)
@@ -212,7 +229,9 @@ def run_detail(
         return
     from fcgtainer.runs.rundir import attempts, max_requeues, requeues
 
-    table = Table("task", "name", "state", "exit", "attempts", "requeues", "reason", "scheduler id")
+    table = keyed_table(
+        "task", "name", "state", "exit", "attempts", "requeues", "reason", "scheduler id", keep=6
+    )
     for t in shown[:200]:
         code = "" if t.status.exit_code is None else str(t.status.exit_code)
         table.add_row(
@@ -275,7 +294,7 @@ def show_log(
 
 def doctor_table(console: Console, checks: Sequence[Check]) -> None:
     """The host report: one row per check, with a fix for each problem."""
-    table = Table("check", "status", "detail", "fix")
+    table = keyed_table("check", "status", "detail", "fix", keep=2)
     marks = {
         "ok": "[green]ok[/]",
         "warn": "[yellow]warn[/]",

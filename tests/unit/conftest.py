@@ -45,9 +45,9 @@ def run_cli(
 ) -> Callable[..., tuple[int, str, str]]:
     """Run ``fcgtainer ARGS`` through the real entry point; return (code, out, err)."""
 
-    def _run(*args: str) -> tuple[int, str, str]:
+    def _run(*args: str, columns: int = 200) -> tuple[int, str, str]:
         monkeypatch.setattr(sys, "argv", ["fcgtainer", *args])
-        monkeypatch.setenv("COLUMNS", "200")
+        monkeypatch.setenv("COLUMNS", str(columns))
         code = 0
         try:
             cli.main()

@@ -21,6 +21,18 @@ def test_sites_and_jobs_list_what_is_shipped(run_cli: Run) -> None:
     assert code == 0 and "hello" in out
 
 
+def test_a_narrow_terminal_wraps_descriptions_never_the_names_to_type(run_cli: Run) -> None:
+    from fcgtainer.config.job import available_jobs
+    from fcgtainer.config.site import available_sites
+
+    for listing, names in (("sites", available_sites()), ("jobs", available_jobs())):
+        code, out, _ = run_cli(listing, columns=60)
+        assert code == 0 and "\u2026" not in out, out  # nothing cut to an ellipsis
+        table = [line for line in out.splitlines() if " searched in " not in line]
+        assert {line.split()[0] for line in table if line.strip()} >= set(names), out
+        assert all(len(line) <= 60 for line in table), out
+
+
 def test_show_site_fills_defaults(run_cli: Run) -> None:
     code, out, _ = run_cli("sites", "show", "leonardo")
     assert code == 0 and "boost_usr_prod" in out and "internet: false" in out
