@@ -58,9 +58,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     configure_threads()
     part = particle(args.particle)
     overrides = dict(kv.split("=", 1) for kv in args.set)
-    hp = hparams.updated(
-        hparams.PUBLISHED_PER_PARTICLE[part.name], {k: _value(v) for k, v in overrides.items()}
-    )
+    hp = hparams.updated(hparams.defaults(part.name), {k: _value(v) for k, v in overrides.items()})
     work = Path(args.work)
     roots = {name: work / f"{name}-seed{args.seed + k}" for k, name in enumerate(SAMPLES)}
     for k, root in enumerate(roots.values()):

@@ -138,6 +138,20 @@ PUBLISHED_PER_PARTICLE = {
 }
 
 
+#: Where a task's defaults depart from the published configuration, because of what was
+#: measured within a few thousand iterations (README "Hyperparameters"): swish for every
+#: particle (ReLU outputs die), the output layer started at the mean training shower, and
+#: the label ln(E/E_min)/ln(E_max/E_min). A binning.xml and the task's params come after.
+DEPARTURES: dict[str, Any] = {"activation": "swish", "output_init": "data", "label": "logE"}
+
+
+def defaults(particle: str) -> HParams:
+    """A task's hyperparameters before its binning.xml and params: the published ones for
+    ``particle`` (:data:`PUBLISHED` for particles only a binning.xml knows) with
+    :data:`DEPARTURES`."""
+    return replace(PUBLISHED_PER_PARTICLE.get(particle, PUBLISHED), **DEPARTURES)
+
+
 def names() -> list[str]:
     """The field names, in declaration order."""
     return [f.name for f in fields(HParams)]

@@ -28,7 +28,9 @@ fast_critic        auto       closed-form critic gradient: auto (where it applie
                               (off: the reference, automatic differentiation)
 =================  =========  ==============================================================
 
-GAN hyperparameters (``hparams.HParams``; unset: the published value for the particle):
+GAN hyperparameters (``hparams.HParams``), each from the first of: the task's params (unless
+null), the binning.xml, ``hparams.defaults`` (the published value for the particle, except
+``hparams.DEPARTURES``):
 latent_dim, generator (hidden widths, e.g. ``50:100:200``), critic (hidden widths, ``N`` for
 the voxel count, e.g. ``N:N:N``), activation (relu | swish), batch_norm, batch_statistics,
 lr_generator, lr_critic, beta1, beta2, gp_lambda, critic_steps, batch_size, label (logE |
@@ -182,7 +184,7 @@ def config_from_params(
     p = {**_DEFAULTS, **params}
     first = _int(p, "eta_slice", 0, N_SLICES - 1)
     bound = (inputs or {}).get("data")
-    base = hparams.PUBLISHED_PER_PARTICLE.get(str(p["particle"]), hparams.PUBLISHED)
+    base = hparams.defaults(str(p["particle"]))
     if p["binning"] is not None:
         xml_path = Path(bound) / p["binning"] if bound else Path(p["binning"])
         table = read_binning(xml_path)
@@ -196,7 +198,8 @@ def config_from_params(
             raise ConfigError("params.energy_range: needs a binning.xml (params.binning)")
         part = particle(str(p["particle"]))
     try:
-        hp = hparams.updated(base, {k: v for k, v in params.items() if k in hparams.names()})
+        given = {k: v for k, v in params.items() if k in hparams.names() and v is not None}
+        hp = hparams.updated(base, given)
     except ValueError as exc:
         raise ConfigError(f"params.{exc}") from None
     if p["fast_critic"] not in FAST_CRITIC:

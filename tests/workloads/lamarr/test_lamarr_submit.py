@@ -78,3 +78,12 @@ def test_lhcb_models_pass_the_submit_check(tmp_path: Path) -> None:
     assert len(list(run_dir.glob("out/[01]/lamarr_run00000[12].root"))) == 2
     assert (run_dir / "out" / "2" / "lamarr_merged.root").is_file()
     assert json.loads((run_dir / "out" / "3" / "metrics.json").read_text())["runs"] == 2
+
+
+def test_every_parameter_of_the_payload_can_be_set_from_the_command_line() -> None:
+    """Each parameter ``lamarr_job`` reads is declared in job.yaml, so ``--set`` can name it
+    (``run`` and ``banned_runs`` come from ``runs:``)."""
+    from lamarr_job.spec import DEFAULTS
+
+    job = yaml.safe_load((Path(__file__).parents[3] / "jobs/lamarr/job.yaml").read_text())
+    assert sorted(set(DEFAULTS) - set(job["params"]) - {"run", "banned_runs"}) == []
