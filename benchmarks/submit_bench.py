@@ -107,6 +107,9 @@ def one_step_job(work: Path) -> Path:
     path = work / "fastcalogan" / "job.yaml"
     path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(data))
+    code = path.parent / "fastcalogan"  # the payload's code beside it: job.yaml's check runs it
+    if not code.exists():
+        code.symlink_to(REPO / "jobs" / "fastcalogan" / "fastcalogan")
     return path
 
 

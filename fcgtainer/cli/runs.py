@@ -71,6 +71,7 @@ def submit(
 
         render.pairing(out, check_pairing(plan.job, image))
     if dry_run:
+        runs.check_specs(plan)  # what the payload would refuse, refused now
         render.dry_run(out, plan)
         return
     from fcgtainer.runs.journal import Journal

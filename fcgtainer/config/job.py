@@ -25,6 +25,7 @@ from fcgtainer.paths import search_path
 
 Scalar = str | int | float | bool
 PLACEHOLDERS = ("spec", "out", "task", "run", "job_dir")
+CHECK_PLACEHOLDERS = ("specs",)  # a job's check: the JSON-lines file of every task's spec
 MAX_AXIS = 10_000_000  # values on one axis, checked before any list is made
 
 
@@ -128,6 +129,7 @@ STEP_KEYS = (
     "retries",
     "max_requeues",
     "bundle",
+    "check",
 )
 
 
@@ -158,11 +160,18 @@ class Step(Strict):
     retries: int = Field(default=0, ge=0, le=20)
     max_requeues: int = Field(default=20, ge=0, le=10_000)
     bundle: int | None = Field(default=None, ge=1, le=10_000)
+    check: tuple[str, ...] = ()
 
     @field_validator("command")
     @classmethod
     def _command(cls, argv: tuple[str, ...]) -> tuple[str, ...]:
         check_command(argv)
+        return argv
+
+    @field_validator("check")
+    @classmethod
+    def _check(cls, argv: tuple[str, ...]) -> tuple[str, ...]:
+        check_check_command(argv)
         return argv
 
 
@@ -189,6 +198,9 @@ class Job(Strict):
     max_requeues: int = Field(default=20, ge=0, le=10_000)
     # tasks per scheduler job (None: the site's ``bundle``); short tasks share the job's start
     bundle: int | None = Field(default=None, ge=1, le=10_000)
+    # run on the submit host before anything is queued (and by --dry-run): {specs} is a
+    # JSON-lines file of every task's spec; a step inherits it unless it sets its own
+    check: tuple[str, ...] = ()
     steps: dict[str, Step] = Field(default_factory=dict)
     job_dir: str = Field(default=".", exclude=True)
     source: str = Field(default="(built in)", exclude=True)
@@ -202,6 +214,12 @@ class Job(Strict):
     @classmethod
     def _command(cls, argv: tuple[str, ...]) -> tuple[str, ...]:
         check_command(argv)
+        return argv
+
+    @field_validator("check")
+    @classmethod
+    def _check(cls, argv: tuple[str, ...]) -> tuple[str, ...]:
+        check_check_command(argv)
         return argv
 
     @model_validator(mode="after")
@@ -278,6 +296,14 @@ def check_command(argv: Sequence[str]) -> None:
                         + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
                         + ", {param.NAME}"
                     )
+
+
+def check_check_command(argv: Sequence[str]) -> None:
+    """A job's ``check``: an argv whose only placeholder is ``{specs}``."""
+    for arg in argv:
+        for name in re.findall(r"\{([^{}]*)\}", arg):
+            if name not in CHECK_PLACEHOLDERS:
+                raise ValueError(f"check: unknown placeholder {{{name}}}; known: {{specs}}")
 
 
 # Interpreters that run their -c / -e argument as code: a parameter spliced into that

@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -153,6 +154,7 @@ def preflight(plan: Plan) -> None:
     for name, path in plan.inputs.items():
         if plan.job.inputs[name].check:
             check_input(plan, name, path)
+    check_specs(plan)
     if plan.runtime == "apptainer" and (plan.image is None or not Path(plan.image).is_file()):
         recipe = plan.job.image or "RECIPE"
         raise PreflightError(
@@ -178,6 +180,52 @@ def check_input(plan: Plan, name: str, path: str) -> None:
         raise PreflightError(
             f"input {name} ({path}): {lines[-1]}",
             f"restage it or point the site profile elsewhere (check: {shlex.join(argv)})",
+        )
+
+
+def check_specs(plan: Plan) -> None:
+    """Run the job's ``check`` (or each step's) on every task's spec, on this host.
+
+    Each distinct check command runs once, with ``{specs}`` a JSON-lines file of the specs
+    of every task it checks, ``python3`` the CLI's own interpreter and the job directory
+    as working directory. Exit 2 (the payload contract's configuration error) is bad input:
+    the command's last line is the error. Any other failure means the check could not run
+    here (say, the job directory holds a job.yaml without its code): a preflight error.
+    """
+    from fcgtainer.plan.tasks import task_spec
+
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for step in plan.step_plans():
+        if step.plan.job.check:
+            lines = groups.setdefault(step.plan.job.check, [])
+            lines.extend(json.dumps(task_spec(step.plan, t)) for t in step.plan.tasks)
+    for check, lines in groups.items():
+        with tempfile.TemporaryDirectory(prefix="fcgtainer-check-") as tmp:  # mode 0700
+            specs = Path(tmp) / "specs.jsonl"
+            specs.write_text("\n".join(lines) + "\n")
+            argv = [
+                sys.executable if arg == "python3" else arg.replace("{specs}", str(specs))
+                for arg in check
+            ]
+            try:
+                done = proc.run(argv, check=False, timeout=600, cwd=plan.job.job_dir)
+            except CommandError as exc:
+                raise PreflightError(
+                    f"{plan.job.source}: check: {exc}", "fix the command in job.yaml"
+                ) from exc
+        if done.returncode == 0:
+            continue
+        last = (done.stderr.strip() or done.stdout.strip() or "no message").splitlines()[-1]
+        if done.returncode == 2:
+            raise ConfigError(
+                f"{plan.job.name}: {last}",
+                f"give another value with --set or in {plan.job.source} "
+                f"(checked by: {shlex.join(check)})",
+            )
+        raise PreflightError(
+            f"{plan.job.source}: check could not run here (exit {done.returncode}): {last}",
+            f"submit from where {plan.job.job_dir} holds the job's code, or drop the check "
+            "from your copy of job.yaml (check: [])",
         )
 
 

@@ -88,9 +88,9 @@ def test_sites_and_jobs_say_where_they_come_from(
     (mine / "mine.yaml").write_text("description: my laptop\nscheduler: local\n")
     (mine / "leonardo.yaml").write_text("description: my leonardo\nscheduler: local\n")
     sites = fcgtainer("sites").stdout
-    row = next(line for line in sites.splitlines() if " mine " in line)
+    row = next(line for line in sites.splitlines() if line.split()[:1] == ["mine"])
     assert "user" in row
-    row = next(line for line in sites.splitlines() if " leonardo " in line)
+    row = next(line for line in sites.splitlines() if line.split()[:1] == ["leonardo"])
     assert "user" in row and "my leonardo" in row, "the user's profile wins over the shipped"
 
 

@@ -74,3 +74,21 @@ def test_a_binning_xml_outranks_the_defaults_and_set_outranks_it(tmp_path: Path)
     params = _dry_run_params(tmp_path / "b", *base, "activation=swish", "latent_dim=30")
     cfg = config_from_params(params, tmp_path / "out2")
     assert (cfg.hp.activation, cfg.hp.label, cfg.hp.latent_dim) == ("swish", "maxE", 30)
+
+
+def test_a_bad_value_is_refused_at_submit_by_the_payloads_own_check(tmp_path: Path) -> None:
+    """job.yaml's ``check`` runs the payload's validation on the submit host (no TensorFlow):
+    a value every task would refuse at its start stops the submit instead, with exit 2."""
+    site = tmp_path / "site.yaml"
+    site.write_text(f"scheduler: local\nruntime: native\nruns_dir: {tmp_path / 'runs'}\n")
+    argv = [sys.executable, "-m", "fcgtainer", "submit", "fastcalogan", "--site", str(site),
+            "--set", "particle=pion", "--set", "eta_slice=20..21", "--set", "label=LogE"]  # fmt: skip
+    env = {**os.environ, "COLUMNS": "300", "FCGTAINER_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    first = done.stderr.splitlines()[0]
+    assert first == (
+        "error: fastcalogan: params.label: 'LogE'; valid: logE, maxE "
+        "(4 of 4 tasks, the first task 0 (particle=pion,eta_slice=20))"
+    ), done.stderr
+    assert not (tmp_path / "runs").exists()

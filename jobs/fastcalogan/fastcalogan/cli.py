@@ -1,5 +1,5 @@
 """Command line of the payload: ``python3 -m fastcalogan COMMAND`` (train, select, validate,
-assemble, synth)."""
+assemble, check, synth)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     a = sub.add_parser("assemble", help="a campaign's last step: every generator in one bundle")
     a.add_argument("--spec", type=Path, required=True, help="spec with upstream.validate tasks")
+    c = sub.add_parser(
+        "check", help="validate task specs as each task would at its start (no TensorFlow)"
+    )
+    c.add_argument("--specs", type=Path, required=True, help="JSON lines, one spec per task")
     g = sub.add_parser("synth", help="write a SYNTHETIC dataset in the FastCaloGAN CSV layout")
     g.add_argument("--out", type=Path, required=True, help="root of the CSV tree")
     g.add_argument("--particle", default="photon", help="photon, electron or pion")
@@ -46,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines are noise
     try:
+        if args.command == "check":
+            return _check(args.specs)
         if args.command != "synth":  # the commands that load TensorFlow
             from .runtime import check
 
@@ -87,3 +93,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PayloadError as exc:
         print(f"fastcalogan: error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
+
+
+def _check(specs: Path) -> int:
+    """Each problem of the specs on one line of stderr (the last line is what ``fcgtainer
+    submit`` shows): exit 2 if any, else 0."""
+    from .spec import check_specs
+
+    n, problems = check_specs(specs)
+    for message, tasks in problems.items():
+        print(
+            f"{message} ({len(tasks)} of {n} tasks, the first {tasks[0]})",
+            file=sys.stderr,
+        )
+    if problems:
+        return 2
+    print(f"fastcalogan: {n} task spec(s) valid")
+    return 0

@@ -149,10 +149,14 @@ class TrainConfig:
 
 def _int(params: dict[str, Any], key: str, lo: int, hi: int | None = None) -> int:
     value = params[key]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 1e6 iterations
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"params.{key}: expected an integer, got {value!r}")
+    if hi is None and value < lo:
+        raise ConfigError(f"params.{key}: {value}; expected at least {lo}")
     if value < lo or (hi is not None and value > hi):
-        raise ConfigError(f"params.{key}: {value} out of range {lo}..{hi if hi else ''}")
+        raise ConfigError(f"params.{key}: {value} out of range {lo}..{hi}")
     return value
 
 
@@ -173,7 +177,8 @@ def config_from_params(
     ConfigError
         Unknown or missing keys, wrong types or values; the message names the key.
     """
-    known = {*_DEFAULTS, *_REQUIRED, *hparams.names()}
+    hp_names = set(hparams.names())
+    known = {*_DEFAULTS, *_REQUIRED, *hp_names}
     unknown = sorted(set(params) - known)
     if unknown:
         valid = ", ".join(sorted(known))
@@ -198,7 +203,7 @@ def config_from_params(
             raise ConfigError("params.energy_range: needs a binning.xml (params.binning)")
         part = particle(str(p["particle"]))
     try:
-        given = {k: v for k, v in params.items() if k in hparams.names() and v is not None}
+        given = {k: v for k, v in params.items() if k in hp_names and v is not None}
         hp = hparams.updated(base, given)
     except ValueError as exc:
         raise ConfigError(f"params.{exc}") from None
@@ -279,17 +284,28 @@ def load_spec(path: Path) -> TrainConfig:
         spec = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read the spec: {exc}") from exc
+    try:
+        return config_from_spec(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_from_spec(spec: Any) -> TrainConfig:
+    """A parsed spec (payload contract) into a TrainConfig; nothing read but a binning.xml.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key that is wrong.
+    """
     if not isinstance(spec, dict) or not isinstance(spec.get("params"), dict):
-        raise ConfigError(f"{path}: a spec is a JSON object with a 'params' object")
+        raise ConfigError("a spec is a JSON object with a 'params' object")
     out = spec.get("out_dir") or "."
     gpus = spec.get("gpus") or 0
     if not isinstance(gpus, int) or gpus < 0:
-        raise ConfigError(f"{path}: gpus: expected a non-negative integer, got {gpus!r}")
+        raise ConfigError(f"gpus: expected a non-negative integer, got {gpus!r}")
     inputs = spec.get("inputs") or {}
-    try:
-        cfg = config_from_params(spec["params"], Path(out).resolve(), gpus, inputs)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    cfg = config_from_params(spec["params"], Path(out).resolve(), gpus, inputs)
     digest = spec.get("image_digest")
     if digest:
         cfg = replace(cfg, image_digest=str(digest))
@@ -302,8 +318,36 @@ def load_spec(path: Path) -> TrainConfig:
             and isinstance(trained[0].get("out_dir"), str)
         ):
             raise ConfigError(
-                f"{path}: upstream.train: expected the one train task this task follows "
+                "upstream.train: expected the one train task this task follows "
                 f"(needs: {{train: per_task}}), got {trained!r}"
             )
         cfg = replace(cfg, train_dir=Path(trained[0]["out_dir"]))
     return cfg
+
+
+def check_specs(path: Path) -> tuple[int, dict[str, list[str]]]:
+    """``check --specs FILE`` (job.yaml's ``check``, run by ``fcgtainer submit``): every
+    spec of a JSON-lines file validated as its task validates it when it starts, without
+    TensorFlow or data. Returns the number of specs and each problem with the tasks it
+    affects (``task N (name)``), in the order found.
+    """
+    problems: dict[str, list[str]] = {}
+    n = 0
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the specs: {exc}") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        n += 1
+        try:
+            spec = json.loads(line)
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{number}: not a JSON spec: {exc}") from exc
+        try:
+            config_from_spec(spec)
+        except ConfigError as exc:
+            task = f"task {spec.get('task')} ({spec.get('task_name')})"
+            problems.setdefault(str(exc), []).append(task)
+    return n, problems
