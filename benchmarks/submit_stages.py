@@ -13,8 +13,10 @@ turns ``--repeat`` times so that machine noise hits them alike; medians in ms:
 - ``+pydantic``: and the config's validation library;
 - ``all imports``: every module a submit imports (fcgtainer's config models, planner,
   journal, task table, SLURM limits, CLI), nothing run;
-- ``submit``: the whole ``fcgtainer submit`` (planning, journal, task table, one
-  ``sbatch --array``);
+- ``submit, no check``: the whole ``fcgtainer submit`` (planning, journal, task table, one
+  ``sbatch --array``) of the job with its ``check`` taken out;
+- ``submit``: the same with job.yaml's ``check`` (a second Python validating the 300 specs
+  as the tasks would);
 - with ``--submitit PY``: ``import submitit`` in that interpreter (submitit's own floor).
 
 The differences between consecutive rows are what each stage costs.
@@ -31,6 +33,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -66,6 +70,11 @@ def main() -> None:
     try:
         stubs(root, 300)
         job = one_step_job(root)
+        unchecked = root / "unchecked" / "fastcalogan" / "job.yaml"
+        unchecked.parent.mkdir(parents=True)
+        data = yaml.safe_load(job.read_text())
+        data.pop("check")
+        unchecked.write_text(yaml.safe_dump(data))
         site = root / "sites" / "bench.yaml"
         state = root / "state"
         env = {
@@ -74,12 +83,14 @@ def main() -> None:
             "FCGTAINER_STATE_DIR": str(state),
         }
         py = sys.executable
+        at_site = ["--site", str(site)]
         stages: dict[str, list[str]] = {
             "python": [py, "-c", "pass"],
             "typer+rich+yaml": [py, "-c", "import typer, rich.console, yaml"],
             "+pydantic": [py, "-c", "import typer, rich.console, yaml, pydantic"],
             "all imports": [py, "-c", IMPORTS],
-            "submit": [py, "-m", "fcgtainer", "submit", str(job), "--site", str(site)],
+            "submit, no check": [py, "-m", "fcgtainer", "submit", str(unchecked), *at_site],
+            "submit": [py, "-m", "fcgtainer", "submit", str(job), *at_site],
         }
         if opts.submitit:
             stages["import submitit"] = [opts.submitit, "-c", "import submitit"]
@@ -88,7 +99,7 @@ def main() -> None:
             timed(argv, env, root)
         for _ in range(opts.repeat):
             for name, argv in stages.items():
-                if name == "submit":
+                if name.startswith("submit"):
                     shutil.rmtree(state, ignore_errors=True)
                     shutil.rmtree(root / "runs", ignore_errors=True)
                 times[name].append(timed(argv, env, root))
@@ -96,7 +107,8 @@ def main() -> None:
         total = medians["submit"]
         print(f"{'stage':<18} {'median ms':>9} {'share of submit':>16}")
         previous = 0.0
-        for name in ("python", "typer+rich+yaml", "+pydantic", "all imports", "submit"):
+        for name in ("python", "typer+rich+yaml", "+pydantic", "all imports",
+                     "submit, no check", "submit"):  # fmt: skip
             cost = medians[name] - previous
             print(f"{name:<18} {medians[name]:9.1f} {cost / total:15.0%}")
             previous = medians[name]

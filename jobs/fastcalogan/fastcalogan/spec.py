@@ -290,8 +290,11 @@ def load_spec(path: Path) -> TrainConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def config_from_spec(spec: Any) -> TrainConfig:
+def config_from_spec(spec: Any, resolve: bool = True) -> TrainConfig:
     """A parsed spec (payload contract) into a TrainConfig; nothing read but a binning.xml.
+
+    ``resolve``: make ``out_dir`` absolute through symbolic links (a task does; a check at
+    submit, before the run directory exists, need not).
 
     Raises
     ------
@@ -305,7 +308,9 @@ def config_from_spec(spec: Any) -> TrainConfig:
     if not isinstance(gpus, int) or gpus < 0:
         raise ConfigError(f"gpus: expected a non-negative integer, got {gpus!r}")
     inputs = spec.get("inputs") or {}
-    cfg = config_from_params(spec["params"], Path(out).resolve(), gpus, inputs)
+    cfg = config_from_params(
+        spec["params"], Path(out).resolve() if resolve else Path(out), gpus, inputs
+    )
     digest = spec.get("image_digest")
     if digest:
         cfg = replace(cfg, image_digest=str(digest))
@@ -346,7 +351,7 @@ def check_specs(path: Path) -> tuple[int, dict[str, list[str]]]:
         except ValueError as exc:
             raise ConfigError(f"{path}:{number}: not a JSON spec: {exc}") from exc
         try:
-            config_from_spec(spec)
+            config_from_spec(spec, resolve=False)
         except ConfigError as exc:
             task = f"task {spec.get('task')} ({spec.get('task_name')})"
             problems.setdefault(str(exc), []).append(task)
