@@ -165,20 +165,11 @@ def preflight(plan: Plan) -> None:
 
 def check_input(plan: Plan, name: str, path: str) -> None:
     """Run the job's check of an input on this host (``inputs.NAME.check``)."""
-    argv = [
-        sys.executable if arg == "python3" else arg.replace("{path}", path)
-        for arg in plan.job.inputs[name].check
-    ]
-    try:
-        done = proc.run(argv, check=False, timeout=600, cwd=plan.job.job_dir)
-    except CommandError as exc:
+    check = plan.job.inputs[name].check
+    code, last, argv = _host_check(plan, check, "{path}", path, f"inputs.{name}.check")
+    if code != 0:
         raise PreflightError(
-            f"{plan.job.source}: inputs.{name}.check: {exc}", "fix the command in job.yaml"
-        ) from exc
-    if done.returncode != 0:
-        lines = (done.stderr.strip() or done.stdout.strip() or "no message").splitlines()
-        raise PreflightError(
-            f"input {name} ({path}): {lines[-1]}",
+            f"input {name} ({path}): {last}",
             f"restage it or point the site profile elsewhere (check: {shlex.join(argv)})",
         )
 
@@ -187,10 +178,10 @@ def check_specs(plan: Plan) -> None:
     """Run the job's ``check`` (or each step's) on every task's spec, on this host.
 
     Each distinct check command runs once, with ``{specs}`` a JSON-lines file of the specs
-    of every task it checks, ``python3`` the CLI's own interpreter and the job directory
-    as working directory. Exit 2 (the payload contract's configuration error) is bad input:
-    the command's last line is the error. Any other failure means the check could not run
-    here (say, the job directory holds a job.yaml without its code): a preflight error.
+    of every task it checks. Exit 2 (the payload contract's configuration error) is bad
+    input: the command's last line is the error. Any other failure means the check could
+    not run here (say, the job directory holds a job.yaml without its code): a preflight
+    error.
     """
     from fcgtainer.plan.tasks import task_spec
 
@@ -203,30 +194,36 @@ def check_specs(plan: Plan) -> None:
         with tempfile.TemporaryDirectory(prefix="fcgtainer-check-") as tmp:  # mode 0700
             specs = Path(tmp) / "specs.jsonl"
             specs.write_text("\n".join(lines) + "\n")
-            argv = [
-                sys.executable if arg == "python3" else arg.replace("{specs}", str(specs))
-                for arg in check
-            ]
-            try:
-                done = proc.run(argv, check=False, timeout=600, cwd=plan.job.job_dir)
-            except CommandError as exc:
-                raise PreflightError(
-                    f"{plan.job.source}: check: {exc}", "fix the command in job.yaml"
-                ) from exc
-        if done.returncode == 0:
-            continue
-        last = (done.stderr.strip() or done.stdout.strip() or "no message").splitlines()[-1]
-        if done.returncode == 2:
+            code, last, _ = _host_check(plan, check, "{specs}", str(specs), "check")
+        if code == 2:
             raise ConfigError(
                 f"{plan.job.name}: {last}",
                 f"give another value with --set or in {plan.job.source} "
                 f"(checked by: {shlex.join(check)})",
             )
+        if code != 0:
+            raise PreflightError(
+                f"{plan.job.source}: check could not run here (exit {code}): {last}",
+                f"submit from where {plan.job.job_dir} holds the job's code, or drop the "
+                "check from your copy of job.yaml (check: [])",
+            )
+
+
+def _host_check(
+    plan: Plan, check: Sequence[str], placeholder: str, value: str, key: str
+) -> tuple[int, str, list[str]]:
+    """Run one of the job's checks on this host: ``python3`` is the CLI's own interpreter,
+    ``placeholder`` becomes ``value``, the job directory is the working directory.
+    Returns the exit code, the last line of output and the argv run."""
+    argv = [sys.executable if a == "python3" else a.replace(placeholder, value) for a in check]
+    try:
+        done = proc.run(argv, check=False, timeout=600, cwd=plan.job.job_dir)
+    except CommandError as exc:
         raise PreflightError(
-            f"{plan.job.source}: check could not run here (exit {done.returncode}): {last}",
-            f"submit from where {plan.job.job_dir} holds the job's code, or drop the check "
-            "from your copy of job.yaml (check: [])",
-        )
+            f"{plan.job.source}: {key}: {exc}", "fix the command in job.yaml"
+        ) from exc
+    last = (done.stderr.strip() or done.stdout.strip() or "no message").splitlines()[-1]
+    return done.returncode, last, argv
 
 
 def offline_preflight(plan: Plan) -> None:
