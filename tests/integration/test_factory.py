@@ -123,11 +123,19 @@ def test_300_tasks_as_a_factory_each_once_never_more_than_max_idle_idle(
     assert most_idle <= MAX_IDLE, f"{most_idle} idle procs: max_idle did not hold"
     assert most_queued < TASKS, "every proc was in the queue at once: not a factory"
 
-    history = htcondor2.Schedd().history(
-        constraint=f"ClusterId == {cluster}",
-        projection=["ProcId", "FcgtainerTask"],
-        match=TASKS,
-    )
-    ads = list(history)
+    # A job's marker is written before it leaves the queue: the schedd moves it to its
+    # history a moment later, so the last procs may not be there yet.
+    history_deadline = time.monotonic() + 120.0  # a hang guard
+    while True:
+        ads = list(
+            htcondor2.Schedd().history(
+                constraint=f"ClusterId == {cluster}",
+                projection=["ProcId", "FcgtainerTask"],
+                match=TASKS + 1,
+            )
+        )
+        if len(ads) >= TASKS or time.monotonic() > history_deadline:
+            break
+        time.sleep(1.0)
     assert sorted(int(a["ProcId"]) for a in ads) == list(range(TASKS)), "one proc per task"
     assert all(int(a["FcgtainerTask"]) == int(a["ProcId"]) for a in ads)
