@@ -288,22 +288,21 @@ def check_command(argv: Sequence[str]) -> None:
     """An argv (placeholders known, no parameter in code), or empty for a campaign."""
     if argv:
         check_no_code_params(argv)
-        for arg in argv:
-            for name in re.findall(r"\{([^{}]*)\}", arg):
-                if name not in PLACEHOLDERS and not name.startswith("param."):
-                    raise ValueError(
-                        f"unknown placeholder {{{name}}}; known: "
-                        + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
-                        + ", {param.NAME}"
-                    )
+        _check_placeholders(argv, PLACEHOLDERS, params=True)
 
 
 def check_check_command(argv: Sequence[str]) -> None:
     """A job's ``check``: an argv whose only placeholder is ``{specs}``."""
+    _check_placeholders(argv, CHECK_PLACEHOLDERS, params=False)
+
+
+def _check_placeholders(argv: Sequence[str], known: Sequence[str], *, params: bool) -> None:
+    """Every ``{NAME}`` of ``argv`` is in ``known`` (or, with ``params``, ``{param.X}``)."""
     for arg in argv:
         for name in re.findall(r"\{([^{}]*)\}", arg):
-            if name not in CHECK_PLACEHOLDERS:
-                raise ValueError(f"check: unknown placeholder {{{name}}}; known: {{specs}}")
+            if name not in known and not (params and name.startswith("param.")):
+                listed = ", ".join(f"{{{p}}}" for p in known) + (", {param.NAME}" if params else "")
+                raise ValueError(f"unknown placeholder {{{name}}}; known: {listed}")
 
 
 # Interpreters that run their -c / -e argument as code: a parameter spliced into that

@@ -32,7 +32,7 @@ from fcgtainer.config.job import Job, load_job, parse_sets
 from fcgtainer.config.site import Site, load_site
 from fcgtainer.errors import CommandError, ConfigError, PreflightError, SubmitError
 from fcgtainer.paths import git_commit
-from fcgtainer.plan.tasks import Payload, Plan, Runtime, make_plan, secret_env
+from fcgtainer.plan.tasks import Payload, Plan, Runtime, make_plan, secret_env, task_spec
 from fcgtainer.private import make_private_dir, private_umask
 from fcgtainer.runs import cache
 from fcgtainer.runs.journal import Journal
@@ -183,8 +183,6 @@ def check_specs(plan: Plan) -> None:
     not run here (say, the job directory holds a job.yaml without its code): a preflight
     error.
     """
-    from fcgtainer.plan.tasks import task_spec
-
     groups: dict[tuple[str, ...], list[str]] = {}
     for step in plan.step_plans():
         if step.plan.job.check:

@@ -153,10 +153,9 @@ def _int(params: dict[str, Any], key: str, lo: int, hi: int | None = None) -> in
         value = int(value)  # 1e6 iterations
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"params.{key}: expected an integer, got {value!r}")
-    if hi is None and value < lo:
-        raise ConfigError(f"params.{key}: {value}; expected at least {lo}")
     if value < lo or (hi is not None and value > hi):
-        raise ConfigError(f"params.{key}: {value} out of range {lo}..{hi}")
+        bound = f"; expected at least {lo}" if hi is None else f" out of range {lo}..{hi}"
+        raise ConfigError(f"params.{key}: {value}{bound}")
     return value
 
 
