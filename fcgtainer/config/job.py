@@ -427,6 +427,14 @@ def parse_scalar(text: str) -> Scalar:
     return text
 
 
+NULLS = ("null", "~")
+
+
+def parse_param(text: str) -> Scalar | None:
+    """A ``--set`` value of a param or resource: ``null`` (or ``~``) unsets it, as in YAML."""
+    return None if text in NULLS else parse_scalar(text)
+
+
 def _parse_values(text: str) -> list[Scalar]:
     """``a,b``, ``20..24`` (inclusive), ``0..90:10`` (with a step) or a single value."""
     values: list[Scalar] = []
@@ -497,9 +505,9 @@ def apply_overrides(job: Job, sets: Mapping[str, str]) -> tuple[Job, dict[str, l
                 raise ConfigError(
                     f"{where}: unknown resource", f"valid: {', '.join(sorted(resources))}"
                 )
-            resources[field] = parse_scalar(raw)
+            resources[field] = parse_param(raw)
         elif key in params:
-            params[key] = parse_scalar(raw)
+            params[key] = parse_param(raw)
         else:
             valid = sorted([*params, *axes, *(f"resources.{r}" for r in resources)])
             raise ConfigError(

@@ -69,6 +69,14 @@ def test_subset_with_a_step(write: Write) -> None:
     assert [t.values["eta_slice"] for t in plan.tasks] == list(range(0, 100, 10))
 
 
+def test_null_unsets_a_param_as_in_yaml(write: Write) -> None:
+    plan = plan_for(write("jobs/gan/job.yaml", GAN), ["particle=pion", "lr=null", "iterations=~"])
+    assert plan.job.params["lr"] is None and plan.job.params["iterations"] is None
+    assert task_spec(plan, plan.tasks[0])["params"]["lr"] is None
+    plan = plan_for(write("jobs/gan/job.yaml", GAN), ["particle=pion", "lr=nullable"])
+    assert plan.job.params["lr"] == "nullable"
+
+
 def test_set_unknown_value_or_key(write: Write) -> None:
     path = write("jobs/gan/job.yaml", GAN)
     with pytest.raises(ConfigError, match="'muon' is not a value of matrix axis"):
