@@ -38,6 +38,7 @@ from fcgtainer.runs import cache
 from fcgtainer.runs.journal import Journal
 from fcgtainer.runs.rundir import write_run_dir
 from fcgtainer.states import State, TaskStatus
+from fcgtainer.tasktable import spec_line
 
 
 @dataclass(frozen=True)
@@ -183,15 +184,16 @@ def check_specs(plan: Plan) -> None:
     not run here (say, the job directory holds a job.yaml without its code): a preflight
     error.
     """
-    groups: dict[tuple[str, ...], list[str]] = {}
+    groups: dict[tuple[str, ...], list[Plan]] = {}
     for step in plan.step_plans():
         if step.plan.job.check:
-            lines = groups.setdefault(step.plan.job.check, [])
-            lines.extend(json.dumps(task_spec(step.plan, t)) for t in step.plan.tasks)
-    for check, lines in groups.items():
+            groups.setdefault(step.plan.job.check, []).append(step.plan)
+    for check, plans in groups.items():
         with tempfile.TemporaryDirectory(prefix="fcgtainer-check-") as tmp:  # mode 0700
             specs = Path(tmp) / "specs.jsonl"
-            specs.write_text("\n".join(lines) + "\n")
+            with specs.open("wb") as out:  # a line at a time: 100,000 specs are ~70 MB
+                for one in plans:
+                    out.writelines(spec_line(task_spec(one, t)) for t in one.tasks)
             code, last, _ = _host_check(plan, check, "{specs}", str(specs), "check")
         if code == 2:
             raise ConfigError(

@@ -1,4 +1,5 @@
-"""Command line: ``python3 -m lamarr_job {generate,check-models,merge,validate,build-models}``."""
+"""Command line: ``python3 -m lamarr_job COMMAND`` (generate, check, check-models, merge,
+validate, validate-models, build-models)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import signal
 import sys
 
-from .errors import EXIT_CONFIG, LamarrError
+from .errors import EXIT_CONFIG, EXIT_FAILURE, LamarrError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--arch", default=None, help="the nodes' architecture (default: this machine's)"
     )
+    specs = sub.add_parser(
+        "check",
+        help="validate the generate specs of a campaign on the submit host (job.yaml's check)",
+    )
+    specs.add_argument("--specs", required=True, help="JSON lines, one task spec each")
     return parser
 
 
@@ -73,6 +79,22 @@ def _check_forms(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(f"{args.command}: give either --spec or {what} with --out, not both")
     if not args.spec and not (given and args.out):
         parser.error(f"{args.command}: give --spec SPEC, or {what} and --out")
+
+
+def _check(specs: str) -> int:
+    """Each problem of the specs on one line of stderr (the last line is what ``fcgtainer
+    submit`` shows): exit 2 if any, else 0."""
+    from pathlib import Path
+
+    from .spec import check_specs
+
+    n, problems = check_specs(Path(specs))
+    for message, tasks in problems.items():
+        print(f"{message} ({len(tasks)} of {n} tasks, the first {tasks[0]})", file=sys.stderr)
+    if problems:
+        return EXIT_CONFIG
+    print(f"lamarr_job: {n} task spec(s) valid")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
             figures = validate(Path(args.ntuple), Path(args.out))
             print(json.dumps({"mass": figures["mass"], "plots": figures.get("plots")}))
+        elif args.command == "check":
+            return _check(args.specs)
         elif args.command == "check-models":
             from .modelconfig import check_models
 
@@ -138,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             "(requirements-build.txt for build-models) in the job's environment",
             file=sys.stderr,
         )
-        return EXIT_CONFIG
+        # a check on the submit host that cannot import is not a bad parameter
+        return EXIT_FAILURE if args.command == "check" else EXIT_CONFIG
     return 0
 
 

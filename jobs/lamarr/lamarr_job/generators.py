@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,67 +16,12 @@ import numpy as np
 import numpy.typing as npt
 import pyhepmc
 
-from . import law
 from .errors import ConfigError
-from .signal import Decay, passes_cut, pythia_lines
+from .settings import BEAM_SPOT_SIGMA_MM, GUN_MASSES_GEV, GunSettings, PythiaSettings
+from .signal import passes_cut
 
-#: Luminous region (mm), used by both generators.
-BEAM_SPOT_SIGMA_MM = (0.04, 0.04, 45.0)
 BEAM_ENERGY_GEV = 6800.0
 PROTON_MASS_GEV = 0.93827
-
-#: Pythia processes selectable by name; extra settings can be appended.
-PYTHIA_PROCESSES: dict[str, tuple[str, ...]] = {
-    "minbias": ("SoftQCD:inelastic = on",),
-    "ccbar": ("HardQCD:hardccbar = on", "PhaseSpace:pTHatMin = 1.0"),
-    "bbbar": ("HardQCD:hardbbbar = on", "PhaseSpace:pTHatMin = 1.0"),
-}
-
-
-@dataclass(frozen=True)
-class GunSettings:
-    """Particle gun: species (PDG ids, sign drawn at random), ranges, multiplicity."""
-
-    species: tuple[int, ...] = (211, 321, 2212, 13, 11)
-    p_min: float = 2.0
-    p_max: float = 200.0
-    eta_min: float = 1.8
-    eta_max: float = 5.2
-    particles: int = 10
-
-
-@dataclass(frozen=True)
-class PythiaSettings:
-    """Pythia 8 pp collisions: a named process plus free-form settings.
-
-    ``keep_partons`` keeps quarks and gluons in the HepMC record (slower, same
-    Lamarr output up to the order of the random draws).
-    """
-
-    process: str = "minbias"
-    ecm: float = 13600.0
-    settings: tuple[str, ...] = field(default_factory=tuple)
-    keep_partons: bool = False
-    signal: tuple[Decay, ...] = ()
-    signal_cut: str = "none"
-
-    def lines(self, seed: int) -> list[str]:
-        """Return every ``readString`` line, seed and beam-spot included."""
-        sx, sy, sz = BEAM_SPOT_SIGMA_MM
-        return [
-            f"Beams:eCM = {self.ecm}",
-            *PYTHIA_PROCESSES[self.process],
-            *pythia_lines(self.signal),
-            *self.settings,
-            "Beams:allowVertexSpread = on",
-            f"Beams:sigmaVertexX = {sx}",
-            f"Beams:sigmaVertexY = {sy}",
-            f"Beams:sigmaVertexZ = {sz}",
-            "Random:setSeed = on",
-            f"Random:seed = {seed}",
-            "Print:quiet = on",
-            "Next:numberCount = 0",
-        ]
 
 
 def _event(
@@ -134,7 +78,7 @@ def gun_events(settings: GunSettings, n_events: int, seed: int) -> Iterator[pyhe
         px = np.r_[0.0, 0.0, pt * np.cos(phi)]
         py = np.r_[0.0, 0.0, pt * np.sin(phi)]
         pz = np.r_[beam_pz, -beam_pz, pt * np.sinh(eta)]
-        m = np.r_[PROTON_MASS_GEV, PROTON_MASS_GEV, [law.MASSES_GEV[int(a)] for a in apid]]
+        m = np.r_[PROTON_MASS_GEV, PROTON_MASS_GEV, [GUN_MASSES_GEV[int(a)] for a in apid]]
         pid = np.r_[2212, 2212, apid * sign].astype(np.int32)
         status = np.r_[4, 4, np.ones(n)].astype(np.int32)
         parents = np.zeros((n + 2, 2), dtype=np.int32)

@@ -30,13 +30,6 @@ FloatArray = npt.NDArray[np.float64]
 #: Species the demo PID models know, in one-hot order.
 SPECIES: tuple[int, ...] = (11, 13, 211, 321, 2212)
 SPECIES_NAMES: tuple[str, ...] = ("e", "mu", "pi", "K", "p")
-MASSES_GEV: dict[int, float] = {
-    11: 0.000511,
-    13: 0.10566,
-    211: 0.13957,
-    321: 0.49368,
-    2212: 0.93827,
-}
 
 ETA_MIN, ETA_MAX, ETA_WIDTH = 2.0, 4.9, 0.08
 EFF_PLATEAU, EFF_LOG10P, EFF_WIDTH = 0.96, 0.5, 0.06

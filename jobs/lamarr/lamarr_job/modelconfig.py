@@ -313,4 +313,33 @@ def check_models(directory: str | Path, architecture: str | None = None) -> Mode
                 f"{path}: exports no function {entry.function!r} (models.{entry.stage}.function "
                 f"in {source})"
             )
+    check_condition(config, config.pv_smearing.condition)
     return config
+
+
+def pv_conditions(config: ModelConfig) -> tuple[str, ...]:
+    """The conditions of the PV smearing table that have a row for each of X, Y and Z."""
+    import sqlite3
+    from contextlib import closing
+
+    path = config.path(config.pv_smearing.file)
+    table = config.pv_smearing.table.replace('"', '""')
+    query = f'SELECT condition FROM "{table}" GROUP BY condition HAVING COUNT(DISTINCT coord) = 3'
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute(query).fetchall()
+    except sqlite3.Error as exc:
+        raise ModelsError(f"{path}: table {config.pv_smearing.table}: {exc}") from exc
+    return tuple(sorted(str(row[0]) for row in rows))
+
+
+def check_condition(config: ModelConfig, condition: str) -> None:
+    """``ModelsError`` unless the PV smearing table has ``condition`` (X, Y and Z rows)."""
+    known = pv_conditions(config)
+    if condition not in known:
+        path = config.path(config.pv_smearing.file)
+        raise ModelsError(
+            f"{path}: no PV smearing condition {condition!r} in table "
+            f"{config.pv_smearing.table}; it has {', '.join(known) or 'none'} "
+            "(params.pv_condition, or pv_smearing.condition in models.yaml)"
+        )

@@ -14,7 +14,7 @@ from .generators import gun_events, pythia_events, write_batches
 from .hepmc_input import hepmc_events, input_files
 from .lhcb import LhcbPipeline
 from .manifest import model_hashes, validate_models_dir
-from .modelconfig import check_models
+from .modelconfig import check_condition, check_models
 from .output import summarise, write_json, write_ntuple
 from .pipeline import EventStore, LamarrPipeline
 from .signal import candidates
@@ -80,6 +80,7 @@ def generate(config: RunConfig) -> dict[str, Any]:
     if models.pipeline == "demo":
         hashes = model_hashes(validate_models_dir(config.models))
     condition = config.pv_condition or models.pv_smearing.condition
+    check_condition(models, condition)
     seeds = config.seeds()
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="lamarr-", dir=work_base(config)))

@@ -1,16 +1,10 @@
-"""A forced signal decay chain: Pythia settings, a generator-level cut, and the
-truth-matched candidates of the reconstructed tracks.
+"""A forced signal decay chain (the chain itself, as text: ``chain.py``): the generator-level
+cut, and the truth-matched candidates of the reconstructed tracks.
 
-The chain is given as text, PDG ids, one decay per ``;``::
-
-    pythia_signal: "521 -> 443 321; 443 -> 13 -13"     # B+ -> J/psi K+, J/psi -> mu+ mu-
-
-Each decay becomes ``ID:onMode = off`` and ``ID:onIfMatch = daughters`` (Pythia
-applies it to the charge conjugate too). With ``pythia_signal_cut:
-daughters-in-lhcb`` an event is kept only if the charged final-state products of
-one signal head fly forward within LHCb's angular acceptance (10 < theta < 400
-mrad, as LHCb's ``DaughtersInLHCb`` generator cut), so the run's events are
-signal events.
+With ``pythia_signal_cut: daughters-in-lhcb`` an event is kept only if the charged
+final-state products of one signal head fly forward within LHCb's angular acceptance
+(10 < theta < 400 mrad, as LHCb's ``DaughtersInLHCb`` generator cut), so the run's events
+are signal events.
 
 A candidate is one decay of the chain whose charged final-state products were
 all reconstructed (any track type): its invariant mass from the reconstructed
@@ -22,89 +16,14 @@ grandmother in the generator record, so a chain is at most two levels deep.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .errors import ConfigError
+from .chain import TRACK_MASSES_MEV, Decay, final_products
 
-#: Masses (MeV) of the particles a track can be (PDG 2024).
-TRACK_MASSES_MEV = {11: 0.51099895, 13: 105.6583755, 211: 139.57039, 321: 493.677, 2212: 938.27209}
-#: PDG masses (MeV) of signal particles the validation knows, for the figures.
-PDG_MASSES_MEV = {
-    443: 3096.900,
-    521: 5279.41,
-    511: 5279.72,
-    421: 1864.84,
-    411: 1869.66,
-    333: 1019.461,
-}
-CUTS = ("none", "daughters-in-lhcb")
 THETA_MIN, THETA_MAX = 0.010, 0.400
-
-
-@dataclass(frozen=True)
-class Decay:
-    """One forced decay: mother and daughters (PDG ids, as written for the particle)."""
-
-    mother: int
-    daughters: tuple[int, ...]
-
-
-def parse_chain(text: str) -> tuple[Decay, ...]:
-    """Parse ``"521 -> 443 321; 443 -> 13 -13"``; the first decay is the head.
-
-    Raises
-    ------
-    ConfigError
-        On anything else than ``ID -> ID ID ...`` decays whose mothers appear once and,
-        after the head, among the daughters of an earlier decay.
-    """
-    decays: list[Decay] = []
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        head, arrow, tail = part.partition("->")
-        try:
-            mother = int(head)
-            daughters = tuple(int(d) for d in tail.split())
-        except ValueError:
-            arrow = ""
-        if not arrow or not daughters:
-            raise ConfigError(
-                f"params.pythia_signal: {part!r}: expected 'MOTHER -> DAUGHTER ...' (PDG ids)"
-            )
-        known = {abs(d) for decay in decays for d in decay.daughters}
-        if decays and abs(mother) not in known:
-            raise ConfigError(
-                f"params.pythia_signal: {mother} is not a daughter of an earlier decay"
-            )
-        if any(abs(mother) == abs(d.mother) for d in decays):
-            raise ConfigError(f"params.pythia_signal: {mother} decays twice")
-        decays.append(Decay(mother, daughters))
-    if not decays:
-        raise ConfigError("params.pythia_signal: empty chain")
-    return tuple(decays)
-
-
-def pythia_lines(chain: tuple[Decay, ...]) -> list[str]:
-    """Pythia settings forcing every decay of the chain."""
-    lines: list[str] = []
-    for decay in chain:
-        lines += [
-            f"{abs(decay.mother)}:onMode = off",
-            f"{abs(decay.mother)}:onIfMatch = {' '.join(str(abs(d)) for d in decay.daughters)}",
-        ]
-    return lines
-
-
-def final_products(chain: tuple[Decay, ...], mother: int) -> list[int]:
-    """|PDG ids| of the final-state products of ``mother`` through the chain."""
-    by_mother = {abs(d.mother): d for d in chain}
-    out: list[int] = []
-    for daughter in by_mother[abs(mother)].daughters:
-        out += final_products(chain, daughter) if abs(daughter) in by_mother else [abs(daughter)]
-    return out
 
 
 def passes_cut(record: Any, chain: tuple[Decay, ...], cut: str) -> bool:

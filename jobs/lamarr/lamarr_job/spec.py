@@ -1,7 +1,8 @@
 """Read the task spec (fcgtainer payload contract) into a typed run configuration.
 
 Parameters are flat so that each can be overridden with ``--set key=value``.
-Unknown keys are errors naming the valid ones.
+Unknown keys are errors naming the valid ones. Plain Python (numpy only for the seeds):
+``check`` validates every task's spec with it on the submit host.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .chain import CUTS, parse_chain
 from .errors import ConfigError
-from .generators import PYTHIA_PROCESSES, GunSettings, PythiaSettings
-from .signal import CUTS, parse_chain
+from .settings import GUN_MASSES_GEV, PYTHIA_PROCESSES, GunSettings, PythiaSettings
 
 #: Every parameter the payload understands, with its default.
 DEFAULTS: dict[str, Any] = {
@@ -71,6 +70,8 @@ class RunConfig:
 
     def seeds(self) -> dict[str, int]:
         """Seeds of every random stream, derived from the run number (and salt)."""
+        import numpy as np  # on the node only: the submit host's check has no numpy
+
         words = np.random.SeedSequence([self.run, self.seed_salt]).generate_state(3)
         return {
             "generator": int(words[0] % 2**31),
@@ -170,12 +171,10 @@ def config_from_spec(spec: dict[str, Any]) -> RunConfig:
     if not isinstance(models, str) or not models:
         raise ConfigError("spec.inputs.models: missing models directory")
     species = _int_list(p, "gun_species")
-    from .law import MASSES_GEV
-
-    bad = [s for s in species if abs(s) not in MASSES_GEV]
+    bad = [s for s in species if abs(s) not in GUN_MASSES_GEV]
     if not species or bad:
         raise ConfigError(
-            f"params.gun_species: {bad or 'empty'}; known species {sorted(MASSES_GEV)}"
+            f"params.gun_species: {bad or 'empty'}; known species {sorted(GUN_MASSES_GEV)}"
         )
     gun = GunSettings(
         species=tuple(abs(s) for s in species),
@@ -233,6 +232,66 @@ def config_from_spec(spec: dict[str, Any]) -> RunConfig:
         scratch=Path(scratch) if scratch else None,
         hepmc=hepmc,
     )
+
+
+def check_specs(path: Path) -> tuple[int, dict[str, list[str]]]:
+    """``check --specs FILE`` (job.yaml's ``check``, run by ``fcgtainer submit``): every
+    generate spec of a JSON-lines file validated as its task validates it when it starts,
+    without numpy, pyhepmc or SQLamarr, plus what the submit host can see of the inputs: each
+    run's HepMC file or directory, and a ``pv_condition`` in the models' PV smearing table.
+    Returns the number of specs and each problem with the tasks it affects, in the order
+    found.
+    """
+    problems: dict[str, list[str]] = {}
+    conditions: dict[tuple[Path, str], str] = {}  # checked once per models directory
+    n = 0
+    try:
+        lines = path.open()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the specs: {exc}") from exc
+    with lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            n += 1
+            try:
+                spec = json.loads(line)
+            except ValueError as exc:
+                raise ConfigError(f"{path}:{number}: not a JSON spec: {exc}") from exc
+            problem = _spec_problem(spec, conditions)
+            if problem:
+                task = f"task {spec.get('task')} ({spec.get('task_name')})"
+                problems.setdefault(problem, []).append(task)
+    return n, problems
+
+
+def _spec_problem(spec: Any, conditions: dict[tuple[Path, str], str]) -> str:
+    """What is wrong with one spec of :func:`check_specs` ("" if nothing)."""
+    try:
+        config = config_from_spec(spec)
+    except ConfigError as exc:
+        return str(exc)
+    if config.run in config.banned_runs:
+        return ""  # the task writes that it is banned and nothing else
+    if config.hepmc is not None and not config.hepmc.exists():
+        return (
+            f"params.hepmc_path {spec['params'].get('hepmc_path', '')!r}: no file or "
+            f"directory for the run under the input hepmc ({spec['inputs']['hepmc']})"
+        )
+    if config.pv_condition is None:
+        return ""
+    key = (config.models, config.pv_condition)
+    if key not in conditions:
+        from .modelconfig import CONFIG_NAME, check_condition, parse_config, read_config
+
+        try:
+            source = str(config.models / CONFIG_NAME)
+            models = parse_config(config.models, read_config(config.models), source)
+            check_condition(models, config.pv_condition)
+            conditions[key] = ""
+        except ConfigError as exc:
+            conditions[key] = str(exc)
+    return conditions[key]
 
 
 def read_spec(path: str | Path) -> dict[str, Any]:

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .chain import PDG_MASSES_MEV, Decay, final_products
 from .errors import ConfigError, InputError
 from .merge import MERGED_NAME, METRICS_NAME, read_ntuple
 from .output import summarise, write_json
-from .signal import PDG_MASSES_MEV, Decay, final_products
 from .spec import read_spec, spec_out_dir, upstream_dirs
 
 Array = npt.NDArray[np.float64]

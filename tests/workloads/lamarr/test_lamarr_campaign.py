@@ -37,8 +37,8 @@ def signal_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_parse_chain_and_settings() -> None:
+    from lamarr_job.chain import final_products, parse_chain, pythia_lines
     from lamarr_job.errors import ConfigError
-    from lamarr_job.signal import final_products, parse_chain, pythia_lines
 
     chain = parse_chain(SIGNAL)
     assert pythia_lines(chain) == [

@@ -74,6 +74,7 @@ def test_check_imports_neither_sqlamarr_nor_numpy() -> None:
         ({"models.acceptance.inputs": ["mc_x", "mc_pt"]}, "mc_pt not computed by the pipeline"),
         ({"models.efficiency.outputs": ["long"]}, "this pipeline reads"),
         ({"pipeline": "atlas"}, "pipeline: 'atlas' is not one of"),
+        ({"pv_smearing.condition": "2016_pp_MagUpp"}, "no PV smearing condition '2016_pp_MagUpp'"),
     ],
 )
 def test_mismatched_configuration_fails_with_a_clear_error(
@@ -137,4 +138,13 @@ def test_generate_checks_models_before_any_event(tmp_path: Path, lhcb_copy: Path
     _edit(lhcb_copy, {"models.covariance.function": "covariances"})
     with pytest.raises(ModelsError, match="exports no function 'covariances'"):
         run_task(tmp_path / "out", lhcb_copy, run=1, events=1)
+    assert not list((tmp_path / "out").glob("*.root"))
+
+
+def test_generate_checks_the_pv_condition_before_any_event(tmp_path: Path) -> None:
+    from lamarr_job.errors import ModelsError
+    from lamarr_testing import run_task
+
+    with pytest.raises(ModelsError, match="it has 2015_pp_MagDown, 2015_pp_MagUp, 2016_pp_"):
+        run_task(tmp_path / "out", LHCB_MODELS, run=1, events=1, pv_condition="2016_MagUp")
     assert not list((tmp_path / "out").glob("*.root"))
