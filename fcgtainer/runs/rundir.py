@@ -35,8 +35,17 @@ from fcgtainer.plan.container import task_argvs
 from fcgtainer.plan.tasks import Plan, encode_env, env_file, secret_env, task_spec
 from fcgtainer.private import make_private_dir, modes, private_umask, write_private
 
+#: Where a step's spec lines were already written (by the job's check): step -> (file,
+#: byte offset of its first task's line).
+SpecLines = dict[str, tuple[Path, int]]
 
-def write_run_dir(plan: Plan, manifest: Mapping[str, Any], host_env: Mapping[str, str]) -> None:
+
+def write_run_dir(
+    plan: Plan,
+    manifest: Mapping[str, Any],
+    host_env: Mapping[str, str],
+    specs: Mapping[str, tuple[Path, int]] | None = None,
+) -> None:
     """Write everything the tasks need before the scheduler sees them."""
     group = plan.site.share_group
     dir_mode, _ = modes(group)
@@ -55,15 +64,20 @@ def write_run_dir(plan: Plan, manifest: Mapping[str, Any], host_env: Mapping[str
         for step in plan.steps:  # SLURM writes a campaign step's own output there
             make_private_dir(plan.run_dir / "steps", group)
             make_private_dir(plan.run_dir / "steps" / step.name, group)
-        write_tasks([step.plan for step in plan.step_plans()], host_env)
+        write_tasks([step.plan for step in plan.step_plans()], host_env, specs)
 
 
-def write_tasks(plans: Sequence[Plan], host_env: Mapping[str, str]) -> None:
+def write_tasks(
+    plans: Sequence[Plan],
+    host_env: Mapping[str, str],
+    specs: Mapping[str, tuple[Path, int]] | None = None,
+) -> None:
     """The task table (:mod:`fcgtainer.tasktable`) of every task of ``plans`` (a run's
     steps): a few chunk files, whatever the task count, written chunk by chunk (the
-    memory of one chunk, not of the run). ``tasks/<i>/`` and ``out/<i>/`` are the task's
-    to make when it starts (the scheduler writes its own output to ``scheduler/`` or
-    ``steps/<step>/``).
+    memory of one chunk, not of the run). A step in ``specs`` has its spec lines read from
+    there (the job's check wrote them) instead of serialised again. ``tasks/<i>/`` and
+    ``out/<i>/`` are the task's to make when it starts (the scheduler writes its own
+    output to ``scheduler/`` or ``steps/<step>/``).
     """
     if not plans:
         return
@@ -81,12 +95,13 @@ def write_tasks(plans: Sequence[Plan], host_env: Mapping[str, str]) -> None:
                 signal_margin(plan),
             )
             argvs = task_argvs(plan, plan.tasks, host_env)
-            for task, argv in zip(plan.tasks, argvs, strict=True):
+            spec_lines = _spec_lines(plan, (specs or {}).get(plan.step))
+            for task, argv, spec in zip(plan.tasks, argvs, spec_lines, strict=True):
                 ups = sorted({j for js in plan.upstream.get(task.index, {}).values() for j in js})
                 yield (
                     task.index,
                     (
-                        tasktable.spec_line(task_spec(plan, task)),
+                        spec,
                         tasktable.argv_line(argv),
                         tasktable.task_line(
                             tasktable.Row(*bounds, tuple(ups), plan.wait_upstream and bool(ups))
@@ -100,6 +115,19 @@ def write_tasks(plans: Sequence[Plan], host_env: Mapping[str, str]) -> None:
         for k, kind in enumerate(kinds):
             content = b"".join(c for _, c in tasktable.chunks((i, ls[k]) for i, ls in rows))
             write_private(table / f"{chunk}.{kind}", content, group)
+
+
+def _spec_lines(plan: Plan, written: tuple[Path, int] | None) -> Iterator[bytes]:
+    """The table's spec line of each task of ``plan``, in order: read back from where the
+    job's check wrote them (the same :func:`tasktable.spec_line`), or made here."""
+    if written is None:
+        yield from (tasktable.spec_line(task_spec(plan, task)) for task in plan.tasks)
+        return
+    path, offset = written
+    with path.open("rb") as lines:
+        lines.seek(offset)
+        for _ in plan.tasks:
+            yield lines.readline()
 
 
 def _unordered(plans: Sequence[Plan]) -> bool:

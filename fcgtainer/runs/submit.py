@@ -36,7 +36,7 @@ from fcgtainer.plan.tasks import Payload, Plan, Runtime, make_plan, secret_env, 
 from fcgtainer.private import make_private_dir, private_umask
 from fcgtainer.runs import cache
 from fcgtainer.runs.journal import Journal
-from fcgtainer.runs.rundir import write_run_dir
+from fcgtainer.runs.rundir import SpecLines, write_run_dir
 from fcgtainer.states import State, TaskStatus
 from fcgtainer.tasktable import spec_line
 
@@ -131,8 +131,11 @@ def plan_key(plan: Plan) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def preflight(plan: Plan) -> None:
-    """Everything that must hold before a task is queued; raises one clear error."""
+def preflight(plan: Plan, specs_dir: Path | None = None) -> SpecLines:
+    """Everything that must hold before a task is queued; raises one clear error.
+
+    Returns where the job's checks found each step's spec lines (in ``specs_dir``, which
+    the caller keeps until the run's task table is written: :func:`check_specs`)."""
     for name, path in plan.inputs.items():
         spec = plan.job.inputs[name]
         if spec.required and not Path(path).is_dir():
@@ -155,13 +158,13 @@ def preflight(plan: Plan) -> None:
     for name, path in plan.inputs.items():
         if plan.job.inputs[name].check:
             check_input(plan, name, path)
-    check_specs(plan)
     if plan.runtime == "apptainer" and (plan.image is None or not Path(plan.image).is_file()):
         recipe = plan.job.image or "RECIPE"
         raise PreflightError(
             f"{plan.job.source}: image: no image at {plan.image}",
             f"check the path, build it with `fcgtainer build {recipe}`, or pass --image",
         )
+    return check_specs(plan, specs_dir)
 
 
 def check_input(plan: Plan, name: str, path: str) -> None:
@@ -175,26 +178,34 @@ def check_input(plan: Plan, name: str, path: str) -> None:
         )
 
 
-def check_specs(plan: Plan) -> None:
+def check_specs(plan: Plan, into: Path | None = None) -> SpecLines:
     """Run the job's ``check`` (or each step's) on every task's spec, on this host.
 
     Each distinct check command runs once, with ``{specs}`` a JSON-lines file of the specs
-    of every task it checks. Exit 2 (the payload contract's configuration error) is bad
-    input: the command's last line is the error. Any other failure means the check could
-    not run here (say, the job directory holds a job.yaml without its code): a preflight
-    error.
+    of every task it checks, written into ``into`` (a private temporary directory if not
+    given) and left there: the run's task table copies its lines from these files rather
+    than serialising 100,000 specs twice. Exit 2 (the payload contract's configuration
+    error) is bad input: the command's last line is the error. Any other failure means the
+    check could not run here (say, the job directory holds a job.yaml without its code): a
+    preflight error.
     """
+    if into is None:
+        with tempfile.TemporaryDirectory(prefix="fcgtainer-check-") as tmp:  # mode 0700
+            check_specs(plan, Path(tmp))
+        return {}
     groups: dict[tuple[str, ...], list[Plan]] = {}
     for step in plan.step_plans():
         if step.plan.job.check:
             groups.setdefault(step.plan.job.check, []).append(step.plan)
-    for check, plans in groups.items():
-        with tempfile.TemporaryDirectory(prefix="fcgtainer-check-") as tmp:  # mode 0700
-            specs = Path(tmp) / "specs.jsonl"
-            with specs.open("wb") as out:  # a line at a time: 100,000 specs are ~70 MB
-                for one in plans:
-                    out.writelines(spec_line(task_spec(one, t)) for t in one.tasks)
-            code, last, _ = _host_check(plan, check, "{specs}", str(specs), "check")
+    where: SpecLines = {}
+    for number, (check, plans) in enumerate(groups.items()):
+        specs = into / f"specs-{number}.jsonl"
+        with specs.open("wb") as out:  # a line at a time: 100,000 specs are ~70 MB
+            for one in plans:
+                where[one.step] = (specs, out.tell())
+                out.writelines(spec_line(task_spec(one, t)) for t in one.tasks)
+        specs.chmod(0o400)  # the table reads these lines back: the check only reads them
+        code, last, _ = _host_check(plan, check, "{specs}", str(specs), "check")
         if code == 2:
             raise ConfigError(
                 f"{plan.job.name}: {last}",
@@ -207,6 +218,7 @@ def check_specs(plan: Plan) -> None:
                 f"submit from where {plan.job.job_dir} holds the job's code, or drop the "
                 "check from your copy of job.yaml (check: [])",
             )
+    return where
 
 
 def _host_check(
@@ -413,25 +425,26 @@ def _submit_locked(
         every = [t.index for t in again.tasks]
         waiting = record_submitted(journal, again.run_id, every, ids, backend)
         return Submitted(again, ids, adopted=False, waiting=waiting, note=backend.note)
-    preflight(plan)
-    record = manifest(plan)
-    keys: dict[int, str] = {}
-    reused: dict[int, tuple[Path, int]] = {}
-    if plan.steps:
-        keys = cache.task_keys(plan, record)
-        reused = {} if force else cache.find(plan, keys)
-        record["cache"] = cache.record(plan, keys, reused)
-    journal.create_run(
-        plan.run_id,
-        job=plan.job.name,
-        site=plan.site.name,
-        scheduler=plan.site.scheduler,
-        run_dir=plan.run_dir,
-        plan_key=key,
-        manifest=record,
-        task_names=[t.name for t in plan.tasks],
-    )
-    _write_run_dir(plan, record)
+    with tempfile.TemporaryDirectory(prefix="fcgtainer-check-") as tmp:  # mode 0700
+        specs = preflight(plan, Path(tmp))
+        record = manifest(plan)
+        keys: dict[int, str] = {}
+        reused: dict[int, tuple[Path, int]] = {}
+        if plan.steps:
+            keys = cache.task_keys(plan, record)
+            reused = {} if force else cache.find(plan, keys)
+            record["cache"] = cache.record(plan, keys, reused)
+        journal.create_run(
+            plan.run_id,
+            job=plan.job.name,
+            site=plan.site.name,
+            scheduler=plan.site.scheduler,
+            run_dir=plan.run_dir,
+            plan_key=key,
+            manifest=record,
+            task_names=[t.name for t in plan.tasks],
+        )
+        _write_run_dir(plan, record, specs)
     if keys:
         cache.apply(plan, keys, reused)
     todo = [t.index for t in plan.tasks if t.index not in reused]
@@ -492,10 +505,10 @@ def record_submitted(
     return len(waiting)
 
 
-def _write_run_dir(plan: Plan, record: Mapping[str, Any]) -> None:
+def _write_run_dir(plan: Plan, record: Mapping[str, Any], specs: SpecLines | None = None) -> None:
     """The run directory, or one clear error (a full disk, an unwritable runs_dir...)."""
     try:
-        write_run_dir(plan, record, os.environ)
+        write_run_dir(plan, record, os.environ, specs)
     except OSError as exc:
         raise SubmitError(
             f"{plan.run_dir}: cannot write the run directory ({exc.strerror or exc})",

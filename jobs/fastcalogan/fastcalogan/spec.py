@@ -338,20 +338,21 @@ def check_specs(path: Path) -> tuple[int, dict[str, list[str]]]:
     problems: dict[str, list[str]] = {}
     n = 0
     try:
-        lines = path.read_text().splitlines()
+        lines = path.open()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the specs: {exc}") from exc
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        n += 1
-        try:
-            spec = json.loads(line)
-        except ValueError as exc:
-            raise ConfigError(f"{path}:{number}: not a JSON spec: {exc}") from exc
-        try:
-            config_from_spec(spec, resolve=False)
-        except ConfigError as exc:
-            task = f"task {spec.get('task')} ({spec.get('task_name')})"
-            problems.setdefault(str(exc), []).append(task)
+    with lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            n += 1
+            try:
+                spec = json.loads(line)
+            except ValueError as exc:
+                raise ConfigError(f"{path}:{number}: not a JSON spec: {exc}") from exc
+            try:
+                config_from_spec(spec, resolve=False)
+            except ConfigError as exc:
+                task = f"task {spec.get('task')} ({spec.get('task_name')})"
+                problems.setdefault(str(exc), []).append(task)
     return n, problems
