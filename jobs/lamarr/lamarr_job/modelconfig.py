@@ -326,7 +326,7 @@ def pv_conditions(config: ModelConfig) -> tuple[str, ...]:
     table = config.pv_smearing.table.replace('"', '""')
     query = f'SELECT condition FROM "{table}" GROUP BY condition HAVING COUNT(DISTINCT coord) = 3'
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
             rows = db.execute(query).fetchall()
     except sqlite3.Error as exc:
         raise ModelsError(f"{path}: table {config.pv_smearing.table}: {exc}") from exc
