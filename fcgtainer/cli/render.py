@@ -111,8 +111,9 @@ def search_path_note(console: Console, kind: str) -> None:
     console.print(f"[dim]{kind} searched in (first match wins): {dirs}[/]", soft_wrap=True)
 
 
-def dry_run(console: Console, plan: Plan, shown: int = 10) -> None:
-    """The tasks and exactly what would be submitted, without submitting."""
+def dry_run(console: Console, plan: Plan, checks: Sequence[str] = (), shown: int = 10) -> None:
+    """The tasks and exactly what would be submitted, without submitting; ``checks``: what
+    the job's checks said of every task's spec."""
     from fcgtainer.backends import get_backend
     from fcgtainer.config.loader import format_walltime
     from fcgtainer.plan.container import task_argv
@@ -125,6 +126,8 @@ def dry_run(console: Console, plan: Plan, shown: int = 10) -> None:
         f"{r.gpus} gpu, {format_walltime(r.walltime)}"
     )
     console.print(f"run directory: {plan.run_dir}")
+    for said in checks:
+        console.print(f"check {said}", soft_wrap=True, markup=False)
     for step in plan.steps:
         needs = ", ".join(f"{name} ({how})" for name, how in step.needs.items()) or "nothing"
         end = step.offset + len(step.plan.tasks) - 1

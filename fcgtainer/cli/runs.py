@@ -71,8 +71,8 @@ def submit(
 
         render.pairing(out, check_pairing(plan.job, image))
     if dry_run:
-        runs.check_specs(plan)  # what the payload would refuse, refused now
-        render.dry_run(out, plan)
+        checked = runs.check_specs(plan)  # what the payload would refuse, refused now
+        render.dry_run(out, plan, checked.said)
         return
     from fcgtainer.runs.journal import Journal
 

@@ -131,11 +131,20 @@ def plan_key(plan: Plan) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def preflight(plan: Plan, specs_dir: Path | None = None) -> SpecLines:
+@dataclass(frozen=True)
+class Checked:
+    """What the job's checks said (each one's last line of output) and where they were given
+    each step's spec lines (:func:`check_specs`)."""
+
+    lines: SpecLines = field(default_factory=dict)
+    said: tuple[str, ...] = ()
+
+
+def preflight(plan: Plan, specs_dir: Path | None = None) -> Checked:
     """Everything that must hold before a task is queued; raises one clear error.
 
-    Returns where the job's checks found each step's spec lines (in ``specs_dir``, which
-    the caller keeps until the run's task table is written: :func:`check_specs`)."""
+    Returns what the job's checks said and where they found each step's spec lines (in
+    ``specs_dir``, which the caller keeps until the run's task table is written)."""
     for name, path in plan.inputs.items():
         spec = plan.job.inputs[name]
         if spec.required and not Path(path).is_dir():
@@ -178,7 +187,7 @@ def check_input(plan: Plan, name: str, path: str) -> None:
         )
 
 
-def check_specs(plan: Plan, into: Path | None = None) -> SpecLines:
+def check_specs(plan: Plan, into: Path | None = None) -> Checked:
     """Run the job's ``check`` (or each step's) on every task's spec, on this host.
 
     Each distinct check command runs once, with ``{specs}`` a JSON-lines file of the specs
@@ -191,13 +200,13 @@ def check_specs(plan: Plan, into: Path | None = None) -> SpecLines:
     """
     if into is None:
         with tempfile.TemporaryDirectory(prefix="fcgtainer-check-") as tmp:  # mode 0700
-            check_specs(plan, Path(tmp))
-        return {}
+            return Checked(said=check_specs(plan, Path(tmp)).said)
     groups: dict[tuple[str, ...], list[Plan]] = {}
     for step in plan.step_plans():
         if step.plan.job.check:
             groups.setdefault(step.plan.job.check, []).append(step.plan)
     where: SpecLines = {}
+    said: list[str] = []
     for number, (check, plans) in enumerate(groups.items()):
         specs = into / f"specs-{number}.jsonl"
         with specs.open("wb") as out:  # a line at a time: 100,000 specs are ~70 MB
@@ -218,7 +227,8 @@ def check_specs(plan: Plan, into: Path | None = None) -> SpecLines:
                 f"submit from where {plan.job.job_dir} holds the job's code, or drop the "
                 "check from your copy of job.yaml (check: [])",
             )
-    return where
+        said.append(f"passed: {shlex.join(check)} ({last})")
+    return Checked(where, tuple(said))
 
 
 def _host_check(
@@ -426,7 +436,7 @@ def _submit_locked(
         waiting = record_submitted(journal, again.run_id, every, ids, backend)
         return Submitted(again, ids, adopted=False, waiting=waiting, note=backend.note)
     with tempfile.TemporaryDirectory(prefix="fcgtainer-check-") as tmp:  # mode 0700
-        specs = preflight(plan, Path(tmp))
+        checked = preflight(plan, Path(tmp))
         record = manifest(plan)
         keys: dict[int, str] = {}
         reused: dict[int, tuple[Path, int]] = {}
@@ -444,7 +454,7 @@ def _submit_locked(
             manifest=record,
             task_names=[t.name for t in plan.tasks],
         )
-        _write_run_dir(plan, record, specs)
+        _write_run_dir(plan, record, checked.lines)
     if keys:
         cache.apply(plan, keys, reused)
     todo = [t.index for t in plan.tasks if t.index not in reused]

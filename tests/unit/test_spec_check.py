@@ -77,8 +77,9 @@ def test_a_step_inherits_the_check_or_sets_its_own(
           last: {needs: {two: all}, matrix: {}, check: []}
         """,
     )
-    code, _, err = run_cli("submit", str(job), "--site", str(local_site), "--dry-run")
+    code, out, err = run_cli("submit", str(job), "--site", str(local_site), "--dry-run")
     assert code == 0, err
+    assert "check passed: python3 check.py '{specs}' (no message)" in out
     specs = json.loads((job.parent / "checked.json").read_text())
     assert [(s["step"], s["task"]) for s in specs] == [
         ("one", 0), ("one", 1), ("one", 2), ("two", 3), ("two", 4), ("two", 5)
@@ -121,7 +122,7 @@ def test_the_task_table_takes_the_spec_lines_the_check_was_given(
     job = _job(write, "steps:\n  one: {}\n  two: {needs: {one: per_task}, check: []}\n")
     plan = plan_run(str(job), str(local_site), ["k=a,c"])
     plans = [step.plan for step in plan.step_plans()]
-    specs = preflight(plan, tmp_path)
+    specs = preflight(plan, tmp_path).lines
     assert sorted(specs) == ["one"]  # step two has no check: its lines are made as before
     tables = {}
     for name, given in (("made", None), ("read back", specs)):
