@@ -37,14 +37,14 @@ from fcgtainer.private import make_private_dir, modes, private_umask, write_priv
 
 #: Where a step's spec lines were already written (by the job's check): step -> (file,
 #: byte offset of its first task's line).
-SpecLines = dict[str, tuple[Path, int]]
+SpecLines = Mapping[str, tuple[Path, int]]
 
 
 def write_run_dir(
     plan: Plan,
     manifest: Mapping[str, Any],
     host_env: Mapping[str, str],
-    specs: Mapping[str, tuple[Path, int]] | None = None,
+    specs: SpecLines | None = None,
 ) -> None:
     """Write everything the tasks need before the scheduler sees them."""
     group = plan.site.share_group
@@ -70,7 +70,7 @@ def write_run_dir(
 def write_tasks(
     plans: Sequence[Plan],
     host_env: Mapping[str, str],
-    specs: Mapping[str, tuple[Path, int]] | None = None,
+    specs: SpecLines | None = None,
 ) -> None:
     """The task table (:mod:`fcgtainer.tasktable`) of every task of ``plans`` (a run's
     steps): a few chunk files, whatever the task count, written chunk by chunk (the

@@ -205,7 +205,7 @@ def check_specs(plan: Plan, into: Path | None = None) -> Checked:
     for step in plan.step_plans():
         if step.plan.job.check:
             groups.setdefault(step.plan.job.check, []).append(step.plan)
-    where: SpecLines = {}
+    where: dict[str, tuple[Path, int]] = {}
     said: list[str] = []
     for number, (check, plans) in enumerate(groups.items()):
         specs = into / f"specs-{number}.jsonl"

@@ -260,6 +260,13 @@ def parse_config(directory: Path, raw: dict[str, Any], source: str) -> ModelConf
     )
 
 
+def load_config(directory: str | Path) -> ModelConfig:
+    """The configuration of a models directory, its structure validated (no file read but
+    ``models.yaml``: :func:`check_models` verifies the files)."""
+    root = Path(directory)
+    return parse_config(root, read_config(root), str(root / CONFIG_NAME))
+
+
 def check_models(directory: str | Path, architecture: str | None = None) -> ModelConfig:
     """Load and verify a models directory; return its configuration.
 
@@ -281,7 +288,7 @@ def check_models(directory: str | Path, architecture: str | None = None) -> Mode
 
     root = Path(directory)
     source = str(root / CONFIG_NAME)
-    config = parse_config(root, read_config(root), source)
+    config = load_config(root)
     target = architecture or target_architecture()
     files = [(e.file, e.sha256) for e in config.models.values()]
     files.append((config.pv_smearing.file, config.pv_smearing.sha256))

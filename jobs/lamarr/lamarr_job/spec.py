@@ -14,6 +14,7 @@ from typing import Any
 
 from .chain import CUTS, parse_chain
 from .errors import ConfigError
+from .modelconfig import check_condition, load_config
 from .settings import GUN_MASSES_GEV, PYTHIA_PROCESSES, GunSettings, PythiaSettings
 
 #: Every parameter the payload understands, with its default.
@@ -282,12 +283,8 @@ def _spec_problem(spec: Any, conditions: dict[tuple[Path, str], str]) -> str:
         return ""
     key = (config.models, config.pv_condition)
     if key not in conditions:
-        from .modelconfig import CONFIG_NAME, check_condition, parse_config, read_config
-
         try:
-            source = str(config.models / CONFIG_NAME)
-            models = parse_config(config.models, read_config(config.models), source)
-            check_condition(models, config.pv_condition)
+            check_condition(load_config(config.models), config.pv_condition)
             conditions[key] = ""
         except ConfigError as exc:
             conditions[key] = str(exc)
