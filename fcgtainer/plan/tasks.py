@@ -145,6 +145,7 @@ def make_plan(
             payload=payload,
         )
     job, axes = apply_overrides(job, sets)
+    check_param_placeholders(job, axes, sets)
     check_size(job, site, axes, site.max_tasks if max_tasks is None else max_tasks)
     tasks = tuple(expand(axes))
     if not tasks:
@@ -172,6 +173,32 @@ def make_plan(
         sets=dict(sets),
         payload="checkout" if runtime == "native" else (payload or site.payload),
     )
+
+
+def check_param_placeholders(
+    job: Job, axes: Mapping[str, Sequence[Scalar]], sets: Mapping[str, str]
+) -> None:
+    """Every ``{param.X}`` of the command names a matrix axis or a param that has a value.
+
+    Otherwise the task would get the placeholder's own text, or ``None``, as an argument.
+    """
+    for arg in job.command:
+        for key in _PLACEHOLDER.findall(arg):
+            name = key.removeprefix("param.")
+            if not key.startswith("param.") or name in axes:
+                continue
+            if name not in job.params:
+                known = ", ".join(sorted([*job.params, *axes])) or "none"
+                raise ConfigError(
+                    f"{job.source}: command: {{{key}}} names no param or matrix axis",
+                    f"declare params.{name} in {job.source}, or use one of: {known}",
+                )
+            if job.params[name] is None:
+                how = f"--set {name}={sets[name]}" if name in sets else f"params.{name}: null"
+                raise ConfigError(
+                    f"{job.source}: command passes {{{key}}}, and {how} leaves it without a value",
+                    f"give it one: params.{name} in {job.source}, or --set {name}=VALUE",
+                )
 
 
 def bundle_size(job: Job, site: Site) -> int:

@@ -15,7 +15,7 @@ from fcgtainer.config.job import load_job, parse_sets
 from fcgtainer.config.site import Site, load_site
 from fcgtainer.errors import ConfigError
 from fcgtainer.plan.container import task_argv
-from fcgtainer.plan.tasks import make_plan, task_spec
+from fcgtainer.plan.tasks import make_plan, payload_argv, task_spec
 from fcgtainer.runs.rundir import write_secret_env
 
 pytestmark = pytest.mark.unit
@@ -75,6 +75,24 @@ def test_null_unsets_a_param_as_in_yaml(write: Write) -> None:
     assert task_spec(plan, plan.tasks[0])["params"]["lr"] is None
     plan = plan_for(write("jobs/gan/job.yaml", GAN), ["particle=pion", "lr=nullable"])
     assert plan.job.params["lr"] == "nullable"
+
+
+def test_a_param_placeholder_must_name_a_param_with_a_value(write: Write) -> None:
+    job = GAN.replace('"{spec}"]', '"{spec}", --lr, "{param.lr}", --particle, "{param.particle}"]')
+    path = write("jobs/gan/job.yaml", job)
+    plan = plan_for(path, ["particle=pion", "eta_slice=3"])
+    argv = payload_argv(plan, plan.tasks[0])
+    assert argv[-4:] == ["--lr", "0.0001", "--particle", "pion"]
+    with pytest.raises(ConfigError, match=r"passes \{param.lr\}, and --set lr=null leaves") as err:
+        plan_for(path, ["lr=null"])
+    assert err.value.hint is not None and "--set lr=VALUE" in err.value.hint
+    path = write("jobs/gan/job.yaml", job.replace("lr: 0.0001", "lr: null"))
+    with pytest.raises(ConfigError, match=r"params\.lr: null leaves it without a value"):
+        plan_for(path, [])
+    path = write("jobs/gan/job.yaml", job.replace("{param.lr}", "{param.rate}"))
+    with pytest.raises(ConfigError, match=r"\{param.rate\} names no param") as err:
+        plan_for(path, [])
+    assert err.value.hint is not None and "declare params.rate" in err.value.hint
 
 
 def test_set_unknown_value_or_key(write: Write) -> None:
