@@ -15,6 +15,7 @@ scored on the test sample (``selected_chi2_ndf``, ``selected_iteration``).
     python benchmarks/fastcalogan_convergence.py --particle photon --out photon.json \\
         [--iterations 0,500,1000,2000,5000,10000,20000] [--set activation=swish ...]
     python benchmarks/fastcalogan_convergence.py --plot photon.json pion.json --png curve.png
+    python benchmarks/fastcalogan_convergence.py --particle photon --scales [--wider 5]
 
 Run with ``PYTHONPATH=jobs/fastcalogan`` (and ``nice`` on a shared machine).
 """
@@ -133,6 +134,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
+def scales(args: argparse.Namespace) -> list[dict[str, float]]:
+    """What a too-wide total is worth to the critic, against the shower shapes, per point.
+
+    With voxels over Ekin (``normE``) the showers spread along the unit vector of equal
+    voxels by the total's spread over sqrt(N). A generated total ``--wider`` times too wide
+    is worth (wider - 1) * that * sqrt(2/pi) to a critic of slope one along it (the earth
+    mover's distance between the two totals, so projected); the shapes vary by the norm of
+    the voxels' own spreads.
+    """
+    from fastcalogan import synthetic
+    from fastcalogan.layout import particle
+    from fastcalogan.readers import read_csv_slice
+
+    part = particle(args.particle)
+    root = Path(args.work) / f"train-seed{args.seed}"
+    synthetic.write_dataset(root, part, [args.eta_slice], args.events, args.seed)
+    showers = read_csv_slice(root, part, args.eta_slice)
+    out = []
+    for momentum, raw in zip(showers.momenta, showers.showers, strict=True):
+        x = raw.astype(np.float64) / part.ekin(momentum)
+        total = x.sum(axis=1)
+        along = total.std() / np.sqrt(x.shape[1])
+        row = {
+            "momentum_mev": momentum,
+            "voxels": x.shape[1],
+            "total": float(total.mean()),
+            "total_spread": float(total.std() / total.mean()),
+            "along_total": float(along),
+            "too_wide_worth": float((args.wider - 1) * along * np.sqrt(2 / np.pi)),
+            "shapes": float(np.linalg.norm(x.std(axis=0))),
+        }
+        out.append(row)
+        print(
+            f"{momentum:>8} MeV  total {row['total']:.3f} +- {100 * row['total_spread']:.2f}%  "
+            f"along the total {along:.1e}  {args.wider:g}x too wide: "
+            f"{row['too_wide_worth']:.1e}  shapes {row['shapes']:.1e} "
+            f"({row['shapes'] / row['too_wide_worth']:.0f}x)"
+        )
+    return out
+
+
 def plot(paths: list[Path], png: Path) -> None:
     """chi2/ndf against iterations, one curve per record, floors dashed."""
     import matplotlib
@@ -183,7 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--plot", type=Path, nargs="*")
     ap.add_argument("--png", type=Path, default=Path("fastcalogan_convergence.png"))
+    ap.add_argument(
+        "--scales", action="store_true", help="print what a too-wide total is worth to the critic"
+    )
+    ap.add_argument("--wider", type=float, default=5.0, help="with --scales: how much too wide")
     args = ap.parse_args(argv)
+    if args.scales:
+        scales(args)
+        return 0
     if args.plot:
         plot(args.plot, args.png)
         return 0
