@@ -6,6 +6,7 @@ submitted, and the golden tests render it without any cluster.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -426,8 +427,8 @@ def payload_argv(plan: Plan, task: TaskParams) -> list[str]:
         if key.startswith("param."):
             name = key[len("param.") :]
             if name in task.values:
-                return str(task.values[name])
-            return str(plan.job.params[name]) if name in plan.job.params else match[0]
+                return argv_value(task.values[name])
+            return argv_value(plan.job.params[name]) if name in plan.job.params else match[0]
         if key == "spec":
             return f"{plan.run_dir}/tasks/{task.index}/spec.json"  # task_dir, as a string
         if key == "out":
@@ -445,6 +446,12 @@ def payload_argv(plan: Plan, task: TaskParams) -> list[str]:
 
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]+|param\.[^{}]+)\}")
+
+
+def argv_value(value: object) -> str:
+    """A param as one argv element, written as the spec file writes it (JSON): ``true``,
+    ``0.0001``, ``["a", "b"]``; a string as it is."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def secret_env(plan: Plan, host_env: Mapping[str, str]) -> dict[str, str]:

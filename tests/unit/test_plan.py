@@ -78,11 +78,15 @@ def test_null_unsets_a_param_as_in_yaml(write: Write) -> None:
 
 
 def test_a_param_placeholder_must_name_a_param_with_a_value(write: Write) -> None:
-    job = GAN.replace('"{spec}"]', '"{spec}", --lr, "{param.lr}", --particle, "{param.particle}"]')
+    job = GAN.replace(
+        '"{spec}"]', '"{spec}", --lr, "{param.lr}", --particle, "{param.particle}", "{param.x}"]'
+    ).replace("lr: 0.0001}", "lr: 0.0001, x: true}")
     path = write("jobs/gan/job.yaml", job)
     plan = plan_for(path, ["particle=pion", "eta_slice=3"])
     argv = payload_argv(plan, plan.tasks[0])
-    assert argv[-4:] == ["--lr", "0.0001", "--particle", "pion"]
+    assert argv[-5:] == ["--lr", "0.0001", "--particle", "pion", "true"]  # as in spec.json
+    plan = plan_for(path, ["particle=pion", "eta_slice=3", "x=off"])
+    assert payload_argv(plan, plan.tasks[0])[-1] == "off"  # YAML 1.2: a string
     with pytest.raises(ConfigError, match=r"passes \{param.lr\}, and --set lr=null leaves") as err:
         plan_for(path, ["lr=null"])
     assert err.value.hint is not None and "--set lr=VALUE" in err.value.hint
