@@ -13,7 +13,8 @@ iterations are scored on a third sample, and the best of them up to the row's it
 scored on the test sample (``selected_chi2_ndf``, ``selected_iteration``).
 
     python benchmarks/fastcalogan_convergence.py --particle photon --out photon.json \\
-        [--iterations 0,500,1000,2000,5000,10000,20000] [--set activation=swish ...]
+        [--iterations 0,500,1000,2000,5000,10000,20000] [--set activation=swish ...] \\
+        [--energies 16,17,18,19,20,21,22]
     python benchmarks/fastcalogan_convergence.py --plot photon.json pion.json --png curve.png
     python benchmarks/fastcalogan_convergence.py --particle photon --scales [--wider 5]
 
@@ -62,10 +63,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     hp = hparams.updated(hparams.defaults(part.name), {k: _value(v) for k, v in overrides.items()})
     work = Path(args.work)
     roots = {name: work / f"{name}-seed{args.seed + k}" for k, name in enumerate(SAMPLES)}
+    momenta = [2**k for k in args.energies] if args.energies else None
     for k, root in enumerate(roots.values()):
-        synthetic.write_dataset(root, part, [args.eta_slice], args.events, args.seed + k)
+        synthetic.write_dataset(
+            root, part, [args.eta_slice], args.events, args.seed + k, momenta=momenta
+        )
     train_set, test_set, select_set = (
-        read_csv_slice(roots[name], part, args.eta_slice) for name in SAMPLES
+        read_csv_slice(roots[name], part, args.eta_slice, momenta) for name in SAMPLES
     )
     # The floor: the same statistic between two independent synthetic samples.
     floor_chi2 = floor_ndf = 0.0
@@ -217,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--particle", default="photon")
     ap.add_argument("--eta-slice", type=int, default=20)
     ap.add_argument("--events", type=int, default=1000, help="showers per energy point")
+    ap.add_argument(
+        "--energies",
+        type=lambda text: [int(k) for k in text.split(",")],
+        help="momentum exponents k (p = 2**k MeV) of one GAN, as the job's `energies` "
+        "(default: every energy point of the particle)",
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--iterations", default=DEFAULT_ITERATIONS)
     ap.add_argument("--set", action="append", default=[], help="hyperparameter name=value")
