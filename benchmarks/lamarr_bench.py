@@ -48,6 +48,7 @@ from lamarr_job.generators import (
     PythiaSettings,
     gun_events,
     pythia_events,
+    start_pythia,
     write_batches,
 )
 from lamarr_job.lhcb import LhcbPipeline, bare_lhcb_pipeline
@@ -101,7 +102,7 @@ def full_chain(
         events = gun_events(GunSettings(), n_events, seed=1)
     else:
         settings = PythiaSettings(keep_partons=kind == "pythia-with-partons")
-        events = pythia_events(settings, n_events, seed=1)
+        events = pythia_events(start_pythia(settings, seed=1)[0], settings, n_events)
     store = EventStore(work / f"{kind}.db", seed=1)
     pipeline = LamarrPipeline(store, models, "synthetic")
     batches = write_batches(
@@ -257,7 +258,8 @@ def lhcb_files(kind: str, n_events: int, batch_size: int, work: Path) -> list[Pa
     if kind == "gun":
         events = gun_events(GunSettings(), n_events, seed=1)
     else:
-        events = pythia_events(PythiaSettings(), n_events, seed=1)
+        settings = PythiaSettings()
+        events = pythia_events(start_pythia(settings, seed=1)[0], settings, n_events)
     return [path for path, _ in write_batches(events, n_events, batch_size, work / f"lhcb-{kind}")]
 
 

@@ -8,6 +8,7 @@ collision vertex, which is how SQLamarr's loader recognises the primary vertex.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ import numpy as np
 import numpy.typing as npt
 import pyhepmc
 
+from .chain import Decay
 from .errors import ConfigError
 from .settings import BEAM_SPOT_SIGMA_MM, GUN_MASSES_GEV, GunSettings, PythiaSettings
-from .signal import passes_cut
+from .signal import passes_cut, signal_products
 
 BEAM_ENERGY_GEV = 6800.0
 PROTON_MASS_GEV = 0.93827
@@ -89,25 +91,91 @@ def gun_events(settings: GunSettings, n_events: int, seed: int) -> Iterator[pyhe
         yield _event(number, px, py, pz, m, pid, status, parents, vertex)
 
 
-def pythia_events(settings: PythiaSettings, n_events: int, seed: int) -> Iterator[pyhepmc.GenEvent]:
-    """Yield Pythia 8 events converted to HepMC through the HEPEVT arrays."""
+#: Events Pythia may make without one holding the signal chain before a run stops.
+SIGNAL_SEARCH_LIMIT = 10_000
+
+
+def start_pythia(settings: PythiaSettings, seed: int) -> tuple[Any, tuple[str, ...]]:
+    """Return Pythia, initialised, and every setting line it was given, in order.
+
+    A decay of the signal chain that Pythia's decay table lacks (J/psi -> p pbar, say)
+    is added as its mother's only open channel, isotropic phase space (``addChannel``,
+    ``meMode`` 0), and said on stderr: the lines record it.
+    """
     import pythia8mc
 
     pythia = pythia8mc.Pythia("", False)
-    for line in settings.lines(seed):
+    lines = list(settings.lines(seed))
+    for line in lines:
         if not pythia.readString(line):
             raise ConfigError(f"Pythia rejected the setting {line!r}")
+    for line in added_channels(pythia.particleData, settings.signal):
+        print(f"pythia_signal: not in Pythia's decay table, added: {line}", file=sys.stderr)
+        if not pythia.readString(line):
+            raise ConfigError(f"Pythia rejected the setting {line!r}")
+        lines.append(line)
     if not pythia.init():
         raise ConfigError("Pythia initialisation failed; check pythia_settings")
+    return pythia, tuple(lines)
+
+
+def added_channels(data: Any, chain: tuple[Decay, ...]) -> list[str]:
+    """``addChannel`` lines for the chain's decays that no open channel of Pythia matches."""
+    lines: list[str] = []
+    for decay in chain:
+        entry = data.particleDataEntryPtr(abs(decay.mother))
+        if entry is None:
+            raise ConfigError(f"params.pythia_signal: Pythia knows no particle {decay.mother}")
+        wanted = sorted(abs(d) for d in decay.daughters)
+        channels = (entry.channel(i) for i in range(entry.sizeChannels()))
+        if any(
+            ch.onMode() != 0
+            and sorted(abs(ch.product(j)) for j in range(ch.multiplicity())) == wanted
+            for ch in channels
+        ):
+            continue
+        # written for the particle: an antiparticle's decay gives the conjugate products
+        sign = 1 if decay.mother > 0 else -1
+        products = [sign * d if data.hasAnti(d) else d for d in decay.daughters]
+        lines.append(f"{abs(decay.mother)}:addChannel = 1 1.0 0 {' '.join(map(str, products))}")
+    return lines
+
+
+def pythia_events(
+    pythia: Any, settings: PythiaSettings, n_events: int
+) -> Iterator[pyhepmc.GenEvent]:
+    """Yield ``n_events`` events of an initialised Pythia (:func:`start_pythia`) as HepMC.
+
+    With a signal chain, only events holding the whole chain (within the cut) are
+    kept; a run that finds none in :data:`SIGNAL_SEARCH_LIMIT` events stops.
+    """
+    charged = (
+        signal_products(settings.signal, lambda pid: pythia.particleData.chargeType(pid) != 0)
+        if settings.signal
+        else []
+    )
     number = 0
     failures = 0
+    searched = 0
     while number < n_events:
         if not pythia.next():
             failures += 1
             if failures > 10 * n_events + 100:
                 raise RuntimeError("Pythia failed to generate events")
             continue
-        if settings.signal and not passes_cut(pythia.event, settings.signal, settings.signal_cut):
+        if settings.signal and not passes_cut(
+            pythia.event, settings.signal, charged, settings.signal_cut
+        ):
+            searched += 1
+            if number == 0 and searched >= SIGNAL_SEARCH_LIMIT:
+                chain = "; ".join(
+                    f"{d.mother} -> {' '.join(map(str, d.daughters))}" for d in settings.signal
+                )
+                raise ConfigError(
+                    f"params.pythia_signal: none of {searched} {settings.process} events held "
+                    f"{chain!r} with its products {settings.signal_cut}: does the process "
+                    f"make {settings.signal[0].mother}? (pythia_process, pythia_signal_cut)"
+                )
             continue  # not a signal event: the run's events all hold the signal decay
         yield _from_pythia(number, pythia.event, settings.keep_partons)
         number += 1

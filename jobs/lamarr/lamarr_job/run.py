@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .generators import gun_events, pythia_events, write_batches
+from .generators import gun_events, pythia_events, start_pythia, write_batches
 from .hepmc_input import hepmc_events, input_files
 from .lhcb import LhcbPipeline
 from .manifest import model_hashes, validate_models_dir
@@ -82,6 +82,7 @@ def generate(config: RunConfig) -> dict[str, Any]:
     condition = config.pv_condition or models.pv_smearing.condition
     check_condition(models, condition)
     seeds = config.seeds()
+    settings = config.settings()
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="lamarr-", dir=work_base(config)))
     try:
@@ -91,7 +92,9 @@ def generate(config: RunConfig) -> dict[str, Any]:
             assert config.hepmc is not None  # spec.py requires it for this generator
             events = hepmc_events(input_files(config.hepmc), config.events)
         else:
-            events = pythia_events(config.pythia, config.events, seeds["pythia"])
+            pythia, pythia_lines = start_pythia(config.pythia, seeds["pythia"])
+            settings["generator"]["lines"] = list(pythia_lines)  # as given, channels added
+            events = pythia_events(pythia, config.pythia, config.events)
         store = EventStore(work / "events.db", seeds["sqlamarr"])
         pipeline: LamarrPipeline
         if models.pipeline == "lhcb":
@@ -118,7 +121,7 @@ def generate(config: RunConfig) -> dict[str, Any]:
         "run": config.run,
         "seeds": seeds,
         "seed_salt": config.seed_salt,
-        "settings": config.settings(),
+        "settings": settings,
         "models": {
             "path": str(config.models),
             "name": models.name,

@@ -16,6 +16,7 @@ grandmother in the generator record, so a chain is at most two levels deep.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,24 +27,32 @@ from .chain import TRACK_MASSES_MEV, Decay, final_products
 THETA_MIN, THETA_MAX = 0.010, 0.400
 
 
-def passes_cut(record: Any, chain: tuple[Decay, ...], cut: str) -> bool:
-    """Whether a Pythia event holds a signal head whose charged products are in LHCb."""
+def signal_products(chain: tuple[Decay, ...], is_charged: Callable[[int], bool]) -> list[int]:
+    """Sorted |PDG ids| of the head's charged final-state products through the chain."""
+    return sorted(p for p in final_products(chain, chain[0].mother) if is_charged(p))
+
+
+def passes_cut(record: Any, chain: tuple[Decay, ...], charged: list[int], cut: str) -> bool:
+    """Whether a Pythia event holds the whole chain: a signal head whose decays gave
+    exactly ``charged`` (:func:`signal_products`), all in LHCb unless ``cut`` is none."""
     head = abs(chain[0].mother)
     intermediate = {abs(d.mother) for d in chain[1:]}
     for i in range(record.size()):
         if abs(record[i].id()) != head:
             continue
-        if cut == "none":
-            return True
         products: list[Any] = []
         stack = list(record[i].daughterList())
+        complete = bool(stack)
         while stack:
             part = record[stack.pop()]
             if abs(part.id()) in intermediate:
+                complete &= bool(part.daughterList())  # an intermediate left undecayed
                 stack += list(part.daughterList())
             elif part.isCharged():
                 products.append(part)
-        if products and all(p.pz() > 0 and THETA_MIN < p.theta() < THETA_MAX for p in products):
+        if not complete or sorted(abs(p.id()) for p in products) != charged:
+            continue  # not (this copy of) the signal decay
+        if cut == "none" or all(p.pz() > 0 and THETA_MIN < p.theta() < THETA_MAX for p in products):
             return True
     return False
 

@@ -85,6 +85,47 @@ def test_candidates_are_truth_matched(signal_runs: dict[str, Any]) -> None:
     assert found >= 4
 
 
+def test_a_decay_missing_from_pythias_table_is_added(tmp_path: Path) -> None:
+    """J/psi -> p pbar (the LHCb validation's other channel) is in no Pythia table."""
+    summary = run_task(
+        tmp_path,
+        LHCB_MODELS,
+        run=13,
+        events=3,
+        batch_size=3,
+        generator="pythia",
+        pythia_process="bbbar",
+        pythia_signal="521 -> 443 321; 443 -> 2212 -2212",
+    )
+    trees = read_trees(tmp_path / summary["ntuple"])
+    lines = trees["provenance"]["settings"]["generator"]["lines"]
+    assert "443:addChannel = 1 1.0 0 2212 -2212" in lines
+    assert "521:addChannel" not in " ".join(lines)  # B+ -> J/psi K+ is Pythia's own
+    mc = trees["MCTracks"]
+    protons = (np.abs(mc["pid"]) == 2212) & (np.abs(mc["mother_pid"]) == 443)
+    events, per_event = np.unique(mc["event"][protons], return_counts=True)
+    assert len(events) == 3 and np.all(per_event % 2 == 0)  # a p pbar pair per J/psi
+
+
+def test_a_chain_the_process_never_makes_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lamarr_job import generators
+    from lamarr_job.errors import ConfigError
+
+    monkeypatch.setattr(generators, "SIGNAL_SEARCH_LIMIT", 20)
+    with pytest.raises(ConfigError, match=r"none of 20 minbias events held .* make 5122"):
+        run_task(
+            tmp_path,
+            LHCB_MODELS,
+            run=14,
+            events=2,
+            generator="pythia",
+            pythia_process="minbias",
+            pythia_signal="5122 -> 2212 -211",
+        )
+
+
 def test_merge_keeps_every_entry_once(signal_runs: dict[str, Any], tmp_path: Path) -> None:
     from lamarr_job.errors import InputError
     from lamarr_job.merge import merge

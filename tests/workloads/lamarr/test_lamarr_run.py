@@ -120,9 +120,10 @@ def test_pythia_minimum_bias_run(tmp_path: Path, models_dir: Path) -> None:
 
 
 def test_pythia_hepmc_has_one_beam_pair_and_connected_particles() -> None:
-    from lamarr_job.generators import PythiaSettings, pythia_events
+    from lamarr_job.generators import PythiaSettings, pythia_events, start_pythia
 
-    for event in pythia_events(PythiaSettings(), 5, seed=42):
+    pythia, _ = start_pythia(PythiaSettings(), seed=42)
+    for event in pythia_events(pythia, PythiaSettings(), 5):
         beams = [p for p in event.particles if p.status == 4]
         assert [p.pid for p in beams] == [2212, 2212]
         orphans = [
