@@ -245,7 +245,7 @@ def run_detail(
             str(attempts(run.run_dir, t.index)),
             f"{requeues(run.run_dir, t.index)}/{max_requeues(run.run_dir, t.index)}",
             t.status.reason,
-            t.backend_id or "",
+            _scheduler_id(run, t.backend_id),
         )
     console.print(table)
     if len(shown) > 200:
@@ -257,6 +257,13 @@ def run_detail(
             f"then `fcgtainer resubmit {run.id[:8]}` reruns it and them",
             markup=False,
         )
+
+
+def _scheduler_id(run: RunRecord, backend_id: str | None) -> str:
+    """A task's id at its scheduler; the local backend's (``RUN_DIR#N``) as ``local#N``."""
+    if backend_id and backend_id.startswith(f"{run.run_dir}#"):
+        return "local" + backend_id[len(str(run.run_dir)) :]
+    return backend_id or ""
 
 
 def watch(console: Console, journal: Journal, run: RunRecord) -> int:
