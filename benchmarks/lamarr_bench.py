@@ -82,6 +82,12 @@ class Clock:
         return result
 
 
+def _pythia(settings: PythiaSettings, n_events: int) -> Iterator[Any]:
+    """Pythia's events, initialised when the first is asked for (as a task's run does)."""
+    pythia, _ = start_pythia(settings, seed=1)
+    yield from pythia_events(pythia, settings, n_events)
+
+
 def _timed_events(events: Iterator[Any], clock: Clock, first: Clock) -> Iterator[Any]:
     """Time the generator; the first event (which includes initialisation) apart."""
     current = first
@@ -102,7 +108,7 @@ def full_chain(
         events = gun_events(GunSettings(), n_events, seed=1)
     else:
         settings = PythiaSettings(keep_partons=kind == "pythia-with-partons")
-        events = pythia_events(start_pythia(settings, seed=1)[0], settings, n_events)
+        events = _pythia(settings, n_events)
     store = EventStore(work / f"{kind}.db", seed=1)
     pipeline = LamarrPipeline(store, models, "synthetic")
     batches = write_batches(
@@ -258,8 +264,7 @@ def lhcb_files(kind: str, n_events: int, batch_size: int, work: Path) -> list[Pa
     if kind == "gun":
         events = gun_events(GunSettings(), n_events, seed=1)
     else:
-        settings = PythiaSettings()
-        events = pythia_events(start_pythia(settings, seed=1)[0], settings, n_events)
+        events = _pythia(PythiaSettings(), n_events)
     return [path for path, _ in write_batches(events, n_events, batch_size, work / f"lhcb-{kind}")]
 
 
