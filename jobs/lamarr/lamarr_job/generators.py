@@ -105,6 +105,9 @@ def start_pythia(settings: PythiaSettings, seed: int) -> tuple[Any, tuple[str, .
     import pythia8mc
 
     pythia = pythia8mc.Pythia("", False)
+    for decay in settings.signal:  # before its onMode line fails less clearly
+        if not pythia.particleData.isParticle(abs(decay.mother)):
+            raise ConfigError(f"params.pythia_signal: Pythia knows no particle {decay.mother}")
     lines = list(settings.lines(seed))
     for line in lines:
         if not pythia.readString(line):
@@ -120,12 +123,24 @@ def start_pythia(settings: PythiaSettings, seed: int) -> tuple[Any, tuple[str, .
 
 
 def added_channels(data: Any, chain: tuple[Decay, ...]) -> list[str]:
-    """``addChannel`` lines for the chain's decays that no open channel of Pythia matches."""
+    """``addChannel`` lines for the chain's decays that no open channel of Pythia matches.
+
+    Raises
+    ------
+    ConfigError
+        If a mother is no particle Pythia knows, or one Pythia does not decay.
+    """
     lines: list[str] = []
     for decay in chain:
-        entry = data.particleDataEntryPtr(abs(decay.mother))
-        if entry is None:
+        if not data.isParticle(abs(decay.mother)):
             raise ConfigError(f"params.pythia_signal: Pythia knows no particle {decay.mother}")
+        entry = data.particleDataEntryPtr(abs(decay.mother))
+        if not entry.mayDecay():
+            raise ConfigError(
+                f"params.pythia_signal: Pythia does not decay {decay.mother} (it lives to "
+                f"reach the detector): add '{abs(decay.mother)}:mayDecay = on' to "
+                "pythia_settings to decay it in the generator"
+            )
         wanted = sorted(abs(d) for d in decay.daughters)
         channels = (entry.channel(i) for i in range(entry.sizeChannels()))
         if any(

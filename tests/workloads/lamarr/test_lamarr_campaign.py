@@ -107,6 +107,27 @@ def test_a_decay_missing_from_pythias_table_is_added(tmp_path: Path) -> None:
     assert len(events) == 3 and np.all(per_event % 2 == 0)  # a p pbar pair per J/psi
 
 
+def test_decays_pythia_lacks_are_added_and_those_it_cannot_make_named() -> None:
+    import pythia8mc
+    from lamarr_job.chain import parse_chain
+    from lamarr_job.errors import ConfigError
+    from lamarr_job.generators import added_channels
+
+    data = pythia8mc.Pythia("", False).particleData
+    assert added_channels(data, parse_chain(SIGNAL)) == []
+    assert added_channels(data, parse_chain("-521 -> 443 -321; 443 -> 2212 -2212")) == [
+        "443:addChannel = 1 1.0 0 2212 -2212"
+    ]
+    # written for the antiparticle: Pythia's table holds the particle's (conjugate) channel
+    assert added_channels(data, parse_chain("-521 -> 11 -11 11 -11 -211")) == [
+        "521:addChannel = 1 1.0 0 -11 11 -11 11 211"
+    ]
+    with pytest.raises(ConfigError, match=r"does not decay 321 .* '321:mayDecay = on'"):
+        added_channels(data, parse_chain("521 -> 443 321; 321 -> 13 14"))
+    with pytest.raises(ConfigError, match="knows no particle 999999"):
+        added_channels(data, parse_chain("999999 -> 13 -13"))
+
+
 def test_a_chain_the_process_never_makes_stops_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
