@@ -442,12 +442,18 @@ def _parse_values(text: str) -> list[Scalar]:
         span = _SPAN.match(part.strip())
         if span:
             lo, hi, step = int(span.group(1)), int(span.group(2)), int(span.group(3) or 1)
-            if len(range(lo, hi + 1, max(step, 1))) > MAX_AXIS:
+            if lo > hi or step == 0:
+                raise ConfigError(
+                    f"--set: {part.strip()} is an empty range",
+                    f"write it from low to high with a step of at least 1: {min(lo, hi)}.."
+                    f"{max(lo, hi)}" + (f":{step}" if step > 1 else ""),
+                )
+            if len(range(lo, hi + 1, step)) > MAX_AXIS:
                 raise ConfigError(
                     f"--set: {part.strip()} has more than {MAX_AXIS:,} values",
                     "check the bounds (a typo?)",
                 )
-            values.extend(range(lo, hi + 1, max(step, 1)))
+            values.extend(range(lo, hi + 1, step))
         else:
             values.append(parse_scalar(part))
     return values

@@ -138,6 +138,16 @@ def test_huge_range_is_refused_before_it_is_built(write: Write) -> None:
         parse_sets_and_apply(job)
 
 
+def test_a_reversed_or_stepless_range_is_an_error_with_the_range_to_write(write: Write) -> None:
+    from fcgtainer.config.job import apply_overrides
+
+    job = load_job(str(write("jobs/r/job.yaml", "command: [echo]\nruns: {first: 0, last: 3}\n")))
+    for given, fix in (("5..1", "1..5"), ("0..90:0", "0..90"), ("20..10:5", "10..20:5")):
+        with pytest.raises(ConfigError, match=f"{given} is an empty range") as info:
+            apply_overrides(job, {"runs": given})
+        assert info.value.hint.endswith(f": {fix}"), info.value.hint
+
+
 def parse_sets_and_apply(job: Path) -> None:
     from fcgtainer.config.job import apply_overrides
 
