@@ -54,12 +54,32 @@ class Submitted:
 
 
 def choose_runtime(job: Job, site: Site, image: str | None) -> Runtime:
-    """Native or Apptainer: the site decides; ``auto`` uses Apptainer when it is there."""
-    if site.runtime == "native" or (job.image is None and image is None):
+    """Native or Apptainer: the site decides; ``auto`` uses Apptainer when it is there.
+
+    Raises
+    ------
+    ConfigError
+        If ``--image`` was given and the tasks would run natively, without it.
+    """
+    if job.image is None and image is None:
         return "native"
-    if site.runtime == "apptainer":
+    if site.runtime == "native":
+        if image is not None:
+            raise ConfigError(
+                f"--image {image}: site {site.name} runs its tasks natively "
+                f"({site.source}: runtime: native)",
+                "set runtime: apptainer (or auto) in the site profile, or leave --image out",
+            )
+        return "native"
+    if site.runtime == "apptainer" or shutil.which(site.apptainer.binary):
         return "apptainer"
-    return "apptainer" if shutil.which(site.apptainer.binary) else "native"
+    if image is not None:
+        raise ConfigError(
+            f"--image {image}: {site.apptainer.binary} is not on this host's PATH, so site "
+            f"{site.name} (runtime: auto) would run the tasks natively, without the image",
+            "install Apptainer (`fcgtainer doctor` says how), or leave --image out",
+        )
+    return "native"
 
 
 def resolve_image(job: Job, site: Site, override: str | None) -> str | None:

@@ -72,6 +72,18 @@ def test_errors_submit_nothing(
     assert not (isolated_state / "journal.sqlite").exists()
 
 
+def test_an_image_the_tasks_would_not_run_in_is_an_error(
+    run_cli: Run, write: Write, local_site: Path, isolated_state: Path
+) -> None:
+    argv = ("submit", "hello", "--image", "/images/x.sif", "--dry-run", "--site")
+    code, _, err = run_cli(*argv, str(local_site))
+    assert code == 2 and "runs its tasks natively" in err and "runtime: native" in err, err
+    auto = write("sites/auto.yaml", "runtime: auto\napptainer: {binary: no-such-apptainer}\n")
+    code, _, err = run_cli(*argv, str(auto))
+    assert code == 2 and "no-such-apptainer is not on this host's PATH" in err, err
+    assert not (isolated_state / "journal.sqlite").exists()
+
+
 def test_submit_status_logs_local(run_cli: Run, local_site: Path) -> None:
     code, out, err = run_cli("submit", "hello", "--site", str(local_site), "--wait")
     assert code == 0, err
