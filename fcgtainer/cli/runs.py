@@ -193,7 +193,16 @@ def resubmit(
     journal = Journal()
     record = journal.run(run)
     n = control.resubmit(journal, record, states=states, waiting=waiting or all_)
-    out.print(f"resubmitted {n} task(s)")
+    if n:
+        out.print(f"resubmitted {n} task(s)")
+        return
+    which = sorted(s.value for s in states) + (["waiting"] if waiting or all_ else [])
+    out.print(
+        f"nothing to resubmit: no task of run {record.id[:8]} is {', '.join(which[:-1])} "
+        f"or {which[-1]} "
+        f"(`fcgtainer status {record.id[:8]}` shows each task's state)",
+        markup=False,
+    )
     left = journal.run(record.id)
     if left.phase == "feeding":
         tasks = journal.tasks(record.id)

@@ -92,6 +92,10 @@ def test_submit_status_logs_local(run_cli: Run, local_site: Path) -> None:
     assert code == 0 and "succeeded" in out
     code, out, _ = run_cli("status", "last", "--all")
     assert code == 0 and "local#3" in out and out.count("#") == out.count("local#"), out
+    code, out, _ = run_cli("resubmit", "last")
+    assert (
+        code == 0 and "nothing to resubmit: no task of run" in out and "is failed, lost" in out
+    ), out
     code, out, _ = run_cli("logs", "last", "--task", "3")
     assert code == 0 and '"n": 3' in out and "exited 0" in out
 
