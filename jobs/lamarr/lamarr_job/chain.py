@@ -12,14 +12,26 @@ from .errors import ConfigError
 
 #: Masses (MeV) of the particles a track can be (PDG 2024).
 TRACK_MASSES_MEV = {11: 0.51099895, 13: 105.6583755, 211: 139.57039, 321: 493.677, 2212: 938.27209}
-#: PDG masses (MeV) of signal particles the validation knows, for the figures.
+#: PDG masses (MeV, PDG 2024) of signal particles the validation compares peaks with; any
+#: other is fitted and shown beside the median true mass of its candidates instead.
 PDG_MASSES_MEV = {
-    443: 3096.900,
-    521: 5279.41,
-    511: 5279.72,
-    421: 1864.84,
-    411: 1869.66,
-    333: 1019.461,
+    443: 3096.900,  # J/psi
+    100443: 3686.097,  # psi(2S)
+    553: 9460.40,  # Upsilon(1S)
+    521: 5279.41,  # B+
+    511: 5279.72,  # B0
+    531: 5366.93,  # B_s0
+    541: 6274.47,  # B_c+
+    5122: 5619.60,  # Lambda_b0
+    4122: 2286.46,  # Lambda_c+
+    421: 1864.84,  # D0
+    411: 1869.66,  # D+
+    431: 1968.35,  # D_s+
+    413: 2010.26,  # D*(2010)+
+    333: 1019.461,  # phi
+    313: 895.55,  # K*(892)0
+    310: 497.611,  # K_S0
+    3122: 1115.683,  # Lambda
 }
 CUTS = ("none", "daughters-in-lhcb")
 

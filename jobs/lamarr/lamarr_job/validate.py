@@ -214,9 +214,10 @@ def mass_figures(candidates: dict[str, Array], chain: tuple[Decay, ...]) -> dict
             continue
         mass = candidates["mass"][sel]
         smear = mass - candidates["mass_true"][sel]
-        pdg = PDG_MASSES_MEV.get(pid, float(np.median(candidates["mass_true"][sel])))
+        true_median = float(np.median(candidates["mass_true"][sel]))
+        pdg = PDG_MASSES_MEV.get(pid)  # None: compared with nothing, centred on the truth
         spread = _half_width(smear)
-        fit = core_fit(mass, pdg, max(8 * spread, 40.0))
+        fit = core_fit(mass, true_median if pdg is None else pdg, max(8 * spread, 40.0))
         smearing = core_fit(smear, float(np.median(smear)), max(8 * spread, 40.0))
         shift_err = math.hypot(fit["peak_err"], smearing["peak_err"])
         width_err = math.hypot(fit["width_err"], smearing["width_err"])
@@ -225,12 +226,13 @@ def mass_figures(candidates: dict[str, Array], chain: tuple[Decay, ...]) -> dict
             "candidates_any_track_type": int(np.sum(candidates["pid"] == pid)),
             "pdg_mass": pdg,
             "fit": fit,
-            "peak_minus_pdg": fit["peak"] - pdg,
-            "pull_peak_vs_pdg": (fit["peak"] - pdg) / fit["peak_err"],
-            "true_mass_median": float(np.median(candidates["mass_true"][sel])),
+            "peak_minus_pdg": None if pdg is None else fit["peak"] - pdg,
+            "pull_peak_vs_pdg": None if pdg is None else (fit["peak"] - pdg) / fit["peak_err"],
+            "true_mass_median": true_median,
             "smearing_fit": smearing,
-            "pull_peak_vs_pdg_plus_smearing_shift": (fit["peak"] - pdg - smearing["peak"])
-            / shift_err,
+            "pull_peak_vs_pdg_plus_smearing_shift": None
+            if pdg is None
+            else (fit["peak"] - pdg - smearing["peak"]) / shift_err,
             "pull_width_vs_smearing_width": (fit["width"] - smearing["width"]) / width_err,
         }
     return out
@@ -335,7 +337,8 @@ def _plots(
         n_products = len(final_products(chain, int(pid)))
         sel = (cand["pid"] == int(pid)) & (cand["n_long"] >= n_products)
         fit = entry["fit"]
-        lo, hi = entry["pdg_mass"] - 8 * fit["width"], entry["pdg_mass"] + 8 * fit["width"]
+        centre = entry["true_mass_median"] if entry["pdg_mass"] is None else entry["pdg_mass"]
+        lo, hi = centre - 8 * fit["width"], centre + 8 * fit["width"]
         edges = np.linspace(lo, hi, 81)
         fig, ax = plt.subplots(figsize=(6.4, 4.6))
         ax.hist(
@@ -358,9 +361,8 @@ def _plots(
                 f"sigma = {fit['width']:.1f} +- {fit['width_err']:.1f} MeV"
             ),
         )
-        ax.axvline(
-            entry["pdg_mass"], color="b", ls="--", lw=1, label=f"PDG {entry['pdg_mass']:.1f} MeV"
-        )
+        reference = "PDG" if entry["pdg_mass"] is not None else "median true mass"
+        ax.axvline(centre, color="b", ls="--", lw=1, label=f"{reference} {centre:.1f} MeV")
         ax.set_xlabel(f"reconstructed mass of PDG {pid} candidates [MeV]")
         ax.set_ylabel(f"candidates / {step:.1f} MeV")
         ax.legend(fontsize=8)

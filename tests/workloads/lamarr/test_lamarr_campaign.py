@@ -212,6 +212,26 @@ def test_mass_fit_recovers_a_known_peak() -> None:
     assert fit["peak_err"] == pytest.approx(12.0 / np.sqrt(2000), rel=0.3)
 
 
+def test_a_particle_without_a_pdg_mass_is_compared_with_nothing() -> None:
+    """Its peak is fitted and drawn beside the median true mass, never called 'PDG'."""
+    from lamarr_job.chain import parse_chain
+    from lamarr_job.validate import mass_figures
+
+    rng = np.random.default_rng(3)
+    true = rng.normal(4000.0, 0.5, 500)
+    candidates = {
+        "pid": np.full(500, 9000.0),
+        "n_long": np.full(500, 2.0),
+        "mass_true": true,
+        "mass": true + rng.normal(0.0, 8.0, 500),
+    }
+    entry = mass_figures(candidates, parse_chain("9000 -> 211 -211"))["9000"]
+    assert entry["pdg_mass"] is None and entry["peak_minus_pdg"] is None
+    assert entry["pull_peak_vs_pdg_plus_smearing_shift"] is None
+    assert abs(entry["fit"]["peak"] - 4000.0) < 4 * entry["fit"]["peak_err"]
+    assert entry["true_mass_median"] == pytest.approx(4000.0, abs=0.2)
+
+
 def _step_spec(path: Path, out_dir: Path, upstream: dict[str, list[Path]]) -> Path:
     """A campaign task's spec as fcgtainer writes it: out_dir and the upstream tasks."""
     spec = {
