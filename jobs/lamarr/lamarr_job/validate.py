@@ -38,7 +38,26 @@ P_EDGES_MEV = np.geomspace(2e3, 2e5, 11)
 ETA_EDGES = np.linspace(1.5, 5.5, 9)
 TRACK_TYPES = {3: "long", 4: "upstream", 5: "downstream"}
 #: Names of the signal particles in metric names (others: ``pidNNN``).
-PARTICLE_NAMES = {443: "jpsi", 521: "Bplus", 511: "B0", 421: "D0", 411: "Dplus", 333: "phi"}
+#: Names of signal particles in metrics.json keys (any other: ``pid<id>``).
+PARTICLE_NAMES = {
+    443: "jpsi",
+    100443: "psi2S",
+    553: "Upsilon1S",
+    521: "Bplus",
+    511: "B0",
+    531: "Bs",
+    541: "Bcplus",
+    5122: "Lambdab",
+    4122: "Lambdacplus",
+    421: "D0",
+    411: "Dplus",
+    431: "Dsplus",
+    413: "Dstarplus",
+    333: "phi",
+    313: "Kstar0",
+    310: "KS",
+    3122: "Lambda",
+}
 
 
 def _ratio(k: Array, n: Array) -> tuple[list[float | None], list[float | None]]:
