@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
@@ -101,7 +102,21 @@ def shell_command(
     *,
     on_node: bool = False,
 ) -> tuple[list[str], Plan]:
-    """The argv to exec for ``fcgtainer shell`` and the plan it stands for."""
+    """The argv to exec for ``fcgtainer shell`` and the plan it stands for.
+
+    Raises
+    ------
+    PreflightError
+        If the shell would open here and this host has no Apptainer, or no image.
+    """
+    site = load_site(site_ref)
+    if not (on_node and site.scheduler != "local") and not shutil.which(site.apptainer.binary):
+        raise PreflightError(
+            f"{site.apptainer.binary} is not on this host's PATH: `fcgtainer shell` opens "
+            "the task's image with it",
+            "install Apptainer (`fcgtainer doctor` says how), or use --on-node to open it on "
+            "a compute node of a batch site",
+        )
     plan = plan_shell(site_ref, image, job_ref)
     write_secret_env(plan, os.environ)
     argv = shell_argv(plan, plan.tasks[0], command, os.environ)

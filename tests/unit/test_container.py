@@ -412,6 +412,16 @@ def test_shell_command_runs_in_the_image_with_task_env(tmp_path: Path, fake: Pat
     assert argv[0] == "exec" and "--containall" in argv
 
 
+def test_shell_without_apptainer_here_says_so_before_the_image(tmp_path: Path) -> None:
+    from fcgtainer.errors import PreflightError
+    from fcgtainer.runs.shell import shell_command
+
+    site = tmp_path / "site.yaml"
+    site.write_text(f"runs_dir: {tmp_path}/runs\napptainer: {{binary: no-such-apptainer}}\n")
+    with pytest.raises(PreflightError, match="no-such-apptainer is not on this host's PATH"):
+        shell_command(str(site), None, None, [])
+
+
 def test_on_node_prefix_asks_the_scheduler(tmp_path: Path, fake: Path) -> None:
     from fcgtainer.runs.shell import on_node_prefix
 
