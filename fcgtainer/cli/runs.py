@@ -197,9 +197,9 @@ def resubmit(
         out.print(f"resubmitted {n} task(s)")
         return
     which = sorted(s.value for s in states) + (["waiting"] if waiting or all_ else [])
+    listed = f"{', '.join(which[:-1])} or {which[-1]}" if len(which) > 1 else which[0]
     out.print(
-        f"nothing to resubmit: no task of run {record.id[:8]} is {', '.join(which[:-1])} "
-        f"or {which[-1]} "
+        f"nothing to resubmit: no task of run {record.id[:8]} is {listed} "
         f"(`fcgtainer status {record.id[:8]}` shows each task's state)",
         markup=False,
     )

@@ -26,12 +26,11 @@ from fcgtainer.private import make_private_dir, modes, write_private
 from fcgtainer.runs.rundir import write_secret_env
 
 
-def plan_shell(site_ref: str, image: str | None, job_ref: str | None) -> Plan:
+def plan_shell(site: Site, image: str | None, job_ref: str | None) -> Plan:
     """Plan task 0 of ``job_ref`` (or of a bare shell job) in the image on the site."""
     from fcgtainer.images.recipe import DEFAULT
     from fcgtainer.runs.submit import resolve_image
 
-    site = load_site(site_ref)
     if job_ref:
         job = load_job(job_ref)
     else:
@@ -117,7 +116,7 @@ def shell_command(
             "install Apptainer (`fcgtainer doctor` says how), or use --on-node to open it on "
             "a compute node of a batch site",
         )
-    plan = plan_shell(site_ref, image, job_ref)
+    plan = plan_shell(site, image, job_ref)
     write_secret_env(plan, os.environ)
     argv = shell_argv(plan, plan.tasks[0], command, os.environ)
     if on_node and plan.site.scheduler == "slurm":

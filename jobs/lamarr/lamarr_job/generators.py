@@ -105,9 +105,7 @@ def start_pythia(settings: PythiaSettings, seed: int) -> tuple[Any, tuple[str, .
     import pythia8mc
 
     pythia = pythia8mc.Pythia("", False)
-    for decay in settings.signal:  # before its onMode line fails less clearly
-        if not pythia.particleData.isParticle(abs(decay.mother)):
-            raise ConfigError(f"params.pythia_signal: Pythia knows no particle {decay.mother}")
+    _check_known(pythia.particleData, settings.signal)  # before an onMode line fails less clearly
     lines = list(settings.lines(seed))
     for line in lines:
         if not pythia.readString(line):
@@ -122,6 +120,12 @@ def start_pythia(settings: PythiaSettings, seed: int) -> tuple[Any, tuple[str, .
     return pythia, tuple(lines)
 
 
+def _check_known(data: Any, chain: tuple[Decay, ...]) -> None:
+    for decay in chain:
+        if not data.isParticle(abs(decay.mother)):
+            raise ConfigError(f"params.pythia_signal: Pythia knows no particle {decay.mother}")
+
+
 def added_channels(data: Any, chain: tuple[Decay, ...]) -> list[str]:
     """``addChannel`` lines for the chain's decays that no open channel of Pythia matches.
 
@@ -130,10 +134,9 @@ def added_channels(data: Any, chain: tuple[Decay, ...]) -> list[str]:
     ConfigError
         If a mother is no particle Pythia knows, or one Pythia does not decay.
     """
+    _check_known(data, chain)
     lines: list[str] = []
     for decay in chain:
-        if not data.isParticle(abs(decay.mother)):
-            raise ConfigError(f"params.pythia_signal: Pythia knows no particle {decay.mother}")
         entry = data.particleDataEntryPtr(abs(decay.mother))
         if not entry.mayDecay():
             raise ConfigError(

@@ -37,7 +37,6 @@ SPECIES = {11: "e", 13: "mu", 211: "pi", 321: "K", 2212: "p"}
 P_EDGES_MEV = np.geomspace(2e3, 2e5, 11)
 ETA_EDGES = np.linspace(1.5, 5.5, 9)
 TRACK_TYPES = {3: "long", 4: "upstream", 5: "downstream"}
-#: Names of the signal particles in metric names (others: ``pidNNN``).
 #: Names of signal particles in metrics.json keys (any other: ``pid<id>``).
 PARTICLE_NAMES = {
     443: "jpsi",
